@@ -1,0 +1,120 @@
+"""The model zoo: tiny Phi-3-architecture models that exist offline.
+
+`load(model_id)` takes a zoo name (`tiny-phi3-teacher`, `tiny-phi3-student`), a local
+directory in Hugging Face format, or a hub ID such as `microsoft/Phi-3-mini-4k-instruct`.
+Zoo models ship in `models/` (a few MB); `python -m slmlab.zoo build` rebuilds them
+from scratch, deterministically (see `pretrain.py`).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Phi3Config
+
+from slmlab import MODELS_DIR
+
+# Sizes chosen from measurements on 2 CPU cores: within a minutes budget, more
+# pretraining steps beat more parameters (see README, "The model zoo").
+ZOO: dict[str, dict] = {
+    "tiny-phi3-teacher": dict(hidden_size=256, intermediate_size=640, num_hidden_layers=4,
+                              num_attention_heads=4, pretrain_steps=1500),
+    "tiny-phi3-student": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=2,
+                              num_attention_heads=4, pretrain_steps=1500),
+}
+HUB_PHI3_MINI = "microsoft/Phi-3-mini-4k-instruct"
+
+
+class ModelNotAvailable(RuntimeError):
+    """A model ID that cannot be loaded here, with a one-line reason."""
+
+
+def phi3_config(name: str, tokenizer) -> Phi3Config:
+    """The Phi3Config of zoo model `name`, with the tokenizer's special-token IDs."""
+    size = {k: v for k, v in ZOO[name].items() if k != "pretrain_steps"}
+    return Phi3Config(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=size["num_attention_heads"],
+        max_position_embeddings=512,
+        original_max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,  # as in the real Phi-3
+        **size,
+    )
+
+
+def zoo_dir(name: str) -> Path:
+    return MODELS_DIR / name
+
+
+def _is_hub_id(model_id: str) -> bool:
+    return "/" in model_id and not model_id.startswith((".", "/", "~")) and model_id.count("/") == 1
+
+
+def resolve(model_id: str | os.PathLike) -> str:
+    """Turn a zoo name, a local directory or a hub ID into what `from_pretrained` takes.
+
+    Raises ModelNotAvailable with one clear line when the model cannot be had here.
+    """
+    if not isinstance(model_id, (str, os.PathLike)):
+        raise TypeError(f"model_id must be a zoo name, a directory or a hub ID, "
+                        f"not {type(model_id).__name__}")
+    model_id = str(model_id)
+    zoo_names = ", ".join(ZOO)
+    if model_id in ZOO:
+        path = zoo_dir(model_id)
+        if not (path / "config.json").exists():
+            raise ModelNotAvailable(f"zoo model {model_id!r} is missing from {path}; "
+                                    f"run `make zoo` to build it")
+        return str(path)
+    if Path(model_id).expanduser().is_dir():
+        return str(Path(model_id).expanduser())
+    if not _is_hub_id(model_id):
+        raise ModelNotAvailable(f"{model_id!r} is neither a zoo model ({zoo_names}), "
+                                f"a local directory, nor a hub ID like {HUB_PHI3_MINI!r}")
+    try:  # a hub ID: only usable when its files can be fetched or are cached
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(model_id, allow_patterns=["*.json", "*.safetensors",
+                                                           "*.model", "*.jinja", "*.py"])
+    except Exception as error:  # noqa: BLE001 - any hub failure means "not here"
+        raise ModelNotAvailable(
+            f"cannot fetch {model_id!r} from the Hugging Face hub "
+            f"({type(error).__name__}); offline, use a zoo model instead: {zoo_names}"
+        ) from None
+
+
+def load_tokenizer(model_id: str | os.PathLike):
+    """The tokenizer of `model_id` (zoo name, directory or hub ID)."""
+    return AutoTokenizer.from_pretrained(resolve(model_id))
+
+
+def load(model_id: str | os.PathLike, dtype: torch.dtype = torch.float32, **kwargs):
+    """(model, tokenizer) for `model_id`; extra kwargs go to `from_pretrained`."""
+    path = resolve(model_id)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    return model, tokenizer
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def size_on_disk_mb(path: str | os.PathLike) -> float:
+    """Megabytes of all files under `path` (a file or a directory)."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["build"]:
+        from slmlab.pretrain import build_zoo
+
+        build_zoo(force="--force" in sys.argv)
+    else:
+        print("usage: python -m slmlab.zoo build [--force]")

@@ -1,0 +1,28 @@
+"""Shared fixtures. Zoo models are loaded once per session: they are small but not free."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast, never wait
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    from slmlab import zoo
+
+    return zoo.load("tiny-phi3-teacher")
+
+
+@pytest.fixture(scope="session")
+def student():
+    from slmlab import zoo
+
+    return zoo.load("tiny-phi3-student")
+
+
+@pytest.fixture(scope="session")
+def tone_rows():
+    from slmlab.data import load_tone
+
+    return {split: list(load_tone(split)) for split in ("train", "validation", "test", "pool")}

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+from datasets import Dataset
+
+from slmlab import tone_data
+from slmlab.data import (
+    TEXT_TEMPLATE,
+    DataError,
+    chat_messages,
+    load_tone,
+    text_example,
+    unseen_word_rows,
+    validate_jsonl,
+)
+from slmlab.lexicon import TONES
+
+
+def test_splits_have_the_card_sizes_and_are_balanced(tone_rows):
+    sizes = {"train": 240, "validation": 80, "test": 200, "pool": 400}
+    for split, size in sizes.items():
+        assert len(tone_rows[split]) == size, split
+    for split in ("train", "validation", "test"):
+        counts = {t: sum(r["tone"] == t for r in tone_rows[split]) for t in TONES}
+        assert len(set(counts.values())) == 1, (split, counts)
+
+
+def test_committed_files_are_what_the_generator_makes(tone_rows):
+    made = tone_data.make_splits()
+    for split in ("train", "validation", "test"):
+        assert made[split] == tone_rows[split]
+    assert [r["phrase"] for r in made["pool"]] == [r["phrase"] for r in tone_rows["pool"]]
+
+
+def test_test_split_is_held_out(tone_rows):
+    train_phrases = {r["phrase"] for r in tone_rows["train"] + tone_rows["validation"]}
+    test_phrases = {r["phrase"] for r in tone_rows["test"]}
+    pool_phrases = {r["phrase"] for r in tone_rows["pool"]}
+    assert not train_phrases & test_phrases
+    assert not test_phrases & pool_phrases
+    # different sentence shapes: few shared trigrams (the data card reports the figures)
+    assert tone_data.ngram_overlap(tone_rows["test"], tone_rows["train"], 3) < 0.15
+
+
+def test_unseen_word_rows_really_are_unseen(tone_rows):
+    unseen = unseen_word_rows(tone_rows["test"], tone_rows["train"])
+    assert 40 <= len(unseen) < len(tone_rows["test"])
+    train_text = " ".join(r["phrase"].lower() for r in tone_rows["train"])
+    from slmlab.lexicon import all_cue_words
+
+    for row in unseen:
+        cues = [w for w in all_cue_words() if w in row["phrase"].lower().split()]
+        assert cues and all(c not in train_text for c in cues), row
+
+
+def test_load_tone_returns_a_dataset():
+    test = load_tone("test")
+    assert isinstance(test, Dataset) and set(test.column_names) == {"phrase", "tone"}
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not valid JSON"),
+    ('["a list"]', "expected an object"),
+    ('{"tone": "joy"}', "field 'phrase'"),
+    ('{"phrase": "  ", "tone": "joy"}', "field 'phrase'"),
+    ('{"phrase": "hi", "tone": "anger"}', "field 'tone'"),
+])
+def test_malformed_rows_name_file_and_line(tmp_path, line, message):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"phrase": "fine", "tone": "joy"}) + "\n" + line + "\n")
+    with pytest.raises(DataError, match=rf"train.jsonl:2: .*{message}"):
+        validate_jsonl(path)
+    with pytest.raises(DataError, match="train.jsonl:2:"):
+        load_tone("train", data_dir=tmp_path)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_tone("test", data_dir=tmp_path)
+    (tmp_path / "test.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="no rows"):
+        load_tone("test", data_dir=tmp_path)
+
+
+def test_templates():
+    example = text_example("I feel happy today.", "joy")
+    assert example["prompt"] + example["completion"] == TEXT_TEMPLATE.format(
+        phrase="I feel happy today.", tone="joy")
+    assert example["prompt"].endswith("### The tone is:\n")
+    chat = chat_messages("I feel happy today.", "joy")
+    assert [m["role"] for m in chat] == ["user", "assistant"] and chat[1]["content"] == "joy"

@@ -1,0 +1,88 @@
+import json
+
+import nbformat
+import pytest
+import torch
+
+from slmlab import REPO_ROOT, labgen
+from slmlab.exercises import check, todo
+
+SOLUTIONS = sorted((REPO_ROOT / "solutions").glob("*.ipynb"))
+
+
+def test_check_returns_the_solution_when_right(capsys):
+    square = check("square", lambda x: x * x, lambda x: x ** 2, cases=[(2,), (3.0,)])
+    assert square(4) == 16 and "✓" in capsys.readouterr().out
+
+
+def test_check_falls_back_to_the_reference_when_not_done(capsys):
+    def unfinished(x):
+        todo("square x")
+
+    def reference(x):
+        return x * x
+
+    assert check("square", unfinished, reference, cases=[(2,)]) is reference
+    assert "not done yet" in capsys.readouterr().out
+
+
+def test_check_fails_loudly_when_wrong():
+    with pytest.raises(AssertionError, match="expected 4"):
+        check("square", lambda x: x + x + 1, lambda x: x * x, cases=[(2,)])
+    with pytest.raises(AssertionError):
+        check("t", lambda: torch.zeros(2), lambda: torch.ones(2), cases=[()])
+
+
+def test_scaffold_replaces_blocks_and_keeps_the_rest():
+    source = ("def f(x):\n"
+              "    y = 1\n"
+              "    # BEGIN SOLUTION: add one\n"
+              "    return x + y\n"
+              "    # END SOLUTION\n"
+              "print(f)")
+    assert labgen.scaffold_source(source) == (
+        "def f(x):\n    y = 1\n    # TODO: add one\n    todo('add one')\nprint(f)")
+
+
+@pytest.mark.parametrize("source", [
+    "# BEGIN SOLUTION\nx = 1\n# END SOLUTION",          # not inside a function
+    "def f():\n    # BEGIN SOLUTION\n    return 1",      # never closed
+    "def f():\n    return 1\n    # END SOLUTION",        # no BEGIN
+])
+def test_malformed_blocks_are_rejected(source):
+    with pytest.raises(ValueError):
+        labgen.scaffold_source(source)
+
+
+def test_labs_are_up_to_date_with_solutions():
+    assert labgen.generate(check_only=True) == [], "labs/ is stale: run `make labs`"
+
+
+def test_generation_detects_a_stale_lab(tmp_path):
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "solutions").mkdir()
+    source = SOLUTIONS[0]
+    (tmp_path / "solutions" / source.name).write_text(source.read_text())
+    assert labgen.generate(tmp_path / "solutions", tmp_path / "labs") == [source.name]
+    assert labgen.generate(tmp_path / "solutions", tmp_path / "labs", check_only=True) == []
+    lab = tmp_path / "labs" / source.name
+    lab.write_text(lab.read_text().replace("Lab 00", "Lab 0O"))
+    assert labgen.generate(tmp_path / "solutions", tmp_path / "labs", check_only=True)
+
+
+@pytest.mark.parametrize("path", SOLUTIONS + sorted((REPO_ROOT / "labs").glob("*.ipynb")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebook_conventions(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "outputs not stripped"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "output_dir" in tagged[0].source and "model_id" in tagged[0].source
+    sources = "\n".join(c.source for c in code)
+    assert "pip install" not in sources and "metrics.json" in sources
+    assert "check(" in sources, "every lab has at least one checked exercise"
+    if path.parent.name == "solutions":
+        assert "# BEGIN SOLUTION" in sources
+    else:
+        assert "# BEGIN SOLUTION" not in sources and "todo(" in sources
+    json.dumps(notebook)  # serialisable, no stray objects

@@ -1,0 +1,50 @@
+import time
+
+import pytest
+
+from slmlab.metrics import (
+    accuracy,
+    build_prompts,
+    generation_speed,
+    macro_f1,
+    median_latency_ms,
+    predict_tones,
+    weight_memory_mb,
+)
+
+
+def test_accuracy_and_macro_f1_on_known_values():
+    targets = ["joy", "joy", "fear", "fear"]
+    predictions = ["joy", "fear", "fear", "fear"]
+    assert accuracy(predictions, targets) == 0.75
+    # joy: P 1, R 0.5 -> F1 2/3; fear: P 2/3, R 1 -> F1 0.8
+    assert macro_f1(predictions, targets) == pytest.approx((2 / 3 + 0.8) / 2)
+    assert macro_f1(targets, targets) == 1.0
+    with pytest.raises(ValueError):
+        accuracy([], [])
+
+
+def test_prompts_in_both_templates(student):
+    _, tokenizer = student
+    text, chat = (build_prompts(tokenizer, ["I am sad."], t)[0] for t in ("text", "chat"))
+    assert text == "### Text: I am sad.\n### The tone is:\n"
+    assert chat.startswith("<|user|>\n") and chat.endswith("<|assistant|>\n")
+    with pytest.raises(ValueError):
+        build_prompts(tokenizer, ["x"], "xml")
+
+
+def test_predictions_do_not_depend_on_batch_padding(student):
+    model, tokenizer = student
+    phrases = ["I feel happy today.", "A huge spider sat on my long sleeping bag tonight."]
+    together = predict_tones(model, tokenizer, phrases, batch_size=2)
+    alone = [predict_tones(model, tokenizer, [p])[0] for p in phrases]
+    assert together == alone
+
+
+def test_latency_memory_and_speed(student):
+    model, tokenizer = student
+    assert 1 <= median_latency_ms(lambda: time.sleep(0.002), repeats=5, warmup=1) < 50
+    params = sum(p.numel() for p in model.parameters())
+    assert weight_memory_mb(model) >= params * 4 / 1e6
+    result = generation_speed(model, tokenizer, "<|user|>\nhi<|end|>\n<|assistant|>\n", 5)
+    assert result["tokens_per_second"] > 0 and result["text"]
