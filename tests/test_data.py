@@ -12,8 +12,9 @@ from slmlab.data import (
     text_example,
     unseen_word_rows,
     validate_jsonl,
+    words,
 )
-from slmlab.lexicon import TONES
+from slmlab.lexicon import TONES, all_cue_words
 
 
 def test_splits_have_the_card_sizes_and_are_balanced(tone_rows):
@@ -45,12 +46,11 @@ def test_test_split_is_held_out(tone_rows):
 def test_unseen_word_rows_really_are_unseen(tone_rows):
     unseen = unseen_word_rows(tone_rows["test"], tone_rows["train"])
     assert 40 <= len(unseen) < len(tone_rows["test"])
-    train_text = " ".join(r["phrase"].lower() for r in tone_rows["train"])
-    from slmlab.lexicon import all_cue_words
-
+    train_words = set().union(*(words(r["phrase"]) for r in tone_rows["train"]))
     for row in unseen:
-        cues = [w for w in all_cue_words() if w in row["phrase"].lower().split()]
-        assert cues and all(c not in train_text for c in cues), row
+        cues = words(row["phrase"]) & set(all_cue_words())
+        assert cues and not cues & train_words, row
+        assert all(all_cue_words()[c] == row["tone"] for c in cues), row
 
 
 def test_load_tone_returns_a_dataset():

@@ -40,6 +40,19 @@ def build_prompts(tokenizer, phrases: Sequence[str], template: str = "text") -> 
 
 
 @torch.no_grad()
+def next_token_logits(model, tokenizer, prompts: Sequence[str],
+                      batch_size: int = 32) -> torch.Tensor:
+    """Logits of the token after each prompt (prompts x vocabulary), on the CPU."""
+    model.eval()
+    tokenizer.padding_side = "left"  # so position -1 is each prompt's last token
+    chunks = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt",
+                          padding=True, add_special_tokens=False).to(model.device)
+        chunks.append(model(**batch).logits[:, -1, :].float().cpu())
+    return torch.cat(chunks)
+
+
 def predict_tones(model, tokenizer, phrases: Sequence[str], template: str = "text",
                   batch_size: int = 32, restrict_to_labels: bool = True) -> list[str]:
     """The predicted tone of each phrase, from the next-token logits after the prompt.
@@ -49,21 +62,13 @@ def predict_tones(model, tokenizer, phrases: Sequence[str], template: str = "tex
     answer is the model's own greedy next token, and anything but a label token counts
     as `NOT_A_LABEL`: it measures whether the model does the task.
     """
-    model.eval()
     label_ids = label_token_ids(tokenizer)
-    tokenizer.padding_side = "left"  # so position -1 is the prompt's last token
-    predictions = []
-    prompts = build_prompts(tokenizer, phrases, template)
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt",
-                          padding=True, add_special_tokens=False).to(model.device)
-        logits = model(**batch).logits[:, -1, :]
-        if restrict_to_labels:
-            predictions += [TONES[i] for i in logits[:, label_ids].argmax(-1).tolist()]
-        else:
-            predictions += [TONES[label_ids.index(i)] if i in label_ids else NOT_A_LABEL
-                            for i in logits.argmax(-1).tolist()]
-    return predictions
+    logits = next_token_logits(model, tokenizer, build_prompts(tokenizer, phrases, template),
+                               batch_size)
+    if restrict_to_labels:
+        return [TONES[i] for i in logits[:, label_ids].argmax(-1).tolist()]
+    return [TONES[label_ids.index(i)] if i in label_ids else NOT_A_LABEL
+            for i in logits.argmax(-1).tolist()]
 
 
 def accuracy(predictions: Sequence[str], targets: Sequence[str]) -> float:
@@ -136,3 +141,22 @@ def generation_speed(model, tokenizer, prompt: str, new_tokens: int = 32) -> dic
     new = output[0, inputs["input_ids"].shape[1]:]
     return {"text": tokenizer.decode(new, skip_special_tokens=False),
             "tokens_per_second": len(new) / seconds}
+
+
+def tone_report(model, tokenizer, rows: Sequence[dict], template: str = "text",
+                latency_repeats: int = 20) -> dict:
+    """Accuracy, macro-F1, batch-1 latency, batch-32 throughput, size of one model."""
+    phrases, targets = [r["phrase"] for r in rows], [r["tone"] for r in rows]
+    predictions = predict_tones(model, tokenizer, phrases, template, restrict_to_labels=False)
+    latency = median_latency_ms(lambda: predict_tones(model, tokenizer, phrases[:1], template),
+                                repeats=latency_repeats)
+    batch_ms = median_latency_ms(lambda: predict_tones(model, tokenizer, phrases[:32], template),
+                                 repeats=max(3, latency_repeats // 4))
+    return {
+        "accuracy": accuracy(predictions, targets),
+        "macro_f1": macro_f1(predictions, targets),
+        "latency_ms": latency,
+        "throughput_per_s": min(32, len(phrases)) / (batch_ms / 1000),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "weight_mb": weight_memory_mb(model),
+    }

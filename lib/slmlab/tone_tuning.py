@@ -6,7 +6,7 @@ cross-entropy of the label token only, so the model learns the answer, not the p
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -27,31 +27,65 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0,
     return get_peft_model(model, config)
 
 
-def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float = 3e-3,
-                  batch_size: int = 16, template: str = "text", seed: int = 0,
-                  progress: bool = True) -> dict:
-    """Train the parameters that require grad to predict each row's tone token."""
-    if steps < 1 or batch_size < 1:
-        raise ValueError("steps and batch_size must be positive integers")
+def label_cross_entropy(logits: torch.Tensor, rows: Sequence[dict],
+                        label_ids: dict) -> torch.Tensor:
+    """The default loss: cross-entropy of each row's tone token over the whole vocabulary."""
+    targets = torch.tensor([label_ids[r["tone"]] for r in rows], device=logits.device)
+    return torch.nn.functional.cross_entropy(logits, targets)
+
+
+def run_steps(model, batch_loss: Callable[[random.Random], torch.Tensor], steps: int,
+              lr: float, seed: int, desc: str, progress: bool = True) -> dict:
+    """AdamW on the trainable parameters for `steps` steps of `batch_loss(rng)`."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, not {steps!r}")
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    label_ids = dict(zip(TONES, label_token_ids(tokenizer), strict=True))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    tokenizer.padding_side = "left"
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=0.0)
     model.train()
     losses, start = [], time.perf_counter()
-    for _ in tqdm(range(steps), desc="fine-tune", disable=not progress, mininterval=2):
-        batch_rows = rng.sample(list(rows), min(batch_size, len(rows)))
-        prompts = build_prompts(tokenizer, [r["phrase"] for r in batch_rows], template)
-        batch = tokenizer(prompts, return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)
-        targets = torch.tensor([label_ids[r["tone"]] for r in batch_rows], device=model.device)
-        logits = model(**batch).logits[:, -1, :]
-        loss = torch.nn.functional.cross_entropy(logits, targets)
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2):
+        loss = batch_loss(rng)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     model.eval()
     return {"seconds": round(time.perf_counter() - start, 1), "losses": losses}
+
+
+def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float = 3e-3,
+                  batch_size: int = 16, template: str = "text", seed: int = 0,
+                  progress: bool = True, loss_fn: Callable = label_cross_entropy) -> dict:
+    """Train the parameters that require grad to predict each row's tone token.
+
+    `loss_fn(logits, rows, label_ids)` gets the next-token logits at the end of each
+    prompt (batch x vocabulary), the batch's rows and {tone: token id}.
+    """
+    label_ids = dict(zip(TONES, label_token_ids(tokenizer), strict=True))
+    tokenizer.padding_side = "left"  # so position -1 is each prompt's last token
+
+    def batch_loss(rng: random.Random) -> torch.Tensor:
+        batch_rows = rng.sample(list(rows), min(batch_size, len(rows)))
+        prompts = build_prompts(tokenizer, [r["phrase"] for r in batch_rows], template)
+        batch = tokenizer(prompts, return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
+        return loss_fn(model(**batch).logits[:, -1, :], batch_rows, label_ids)
+
+    return run_steps(model, batch_loss, steps, lr, seed, "fine-tune", progress)
+
+
+def train_on_text(model, tokenizer, texts: Sequence[str], steps: int, lr: float = 3e-3,
+                  batch_size: int = 16, seed: int = 0, progress: bool = True) -> dict:
+    """Plain causal-LM training on whole texts (padding masked out of the loss)."""
+    tokenizer.padding_side = "left"
+
+    def batch_loss(rng: random.Random) -> torch.Tensor:
+        batch = tokenizer(rng.sample(list(texts), min(batch_size, len(texts))),
+                          return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        return model(**batch, labels=labels).loss
+
+    return run_steps(model, batch_loss, steps, lr, seed, "fine-tune (text)", progress)

@@ -4,8 +4,9 @@ Measures held-out tone accuracy zero-shot (both models) and after a short LoRA r
 the teacher, on the whole test split and on its rows whose emotion words never occur in
 the training split. Each accuracy is given two ways (see `metrics.predict_tones`):
 "generated" asks whether the model's own next token is the right label (does it do the
-task?), "label-restricted" picks the best of the four label tokens (does it know?). `python -m slmlab.viability` writes the figures to
-`runs/viability.json`; `tests/test_viability.py` checks the targets.
+task?), "label-restricted" picks the best of the four label tokens (does it know?).
+`python -m slmlab.viability` writes the figures to `runs/viability.json`;
+`tests/test_viability.py` checks the targets.
 """
 
 import json
