@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import slmlab, torch, transformers, peft, trl" \
+	@$(BIN)/python -c "import slmlab, torch, transformers" \
 		|| { echo "install failed: see the pip output above"; exit 1; }
 	@touch $(STAMP)
 

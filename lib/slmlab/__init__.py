@@ -3,6 +3,8 @@
 One flat module per concept; labs import from here and never copy code.
 """
 
+import logging
+import warnings
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -13,3 +15,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 MODELS_DIR = REPO_ROOT / "models"
 RUNS_DIR = REPO_ROOT / "runs"
+
+# bitsandbytes logs a warning on CPUs with AVX512-BF16 when the optional `kernels`
+# package (which downloads kernels from the hub) is absent; its built-in fallback works.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# PEFT 0.21 calls a transformers method that transformers 5.23 deprecates: not ours to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -5,18 +5,20 @@ batching, sampling and filtering around them.
 """
 
 import json
+import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from slmlab.data import TEXT_TEMPLATE
 from slmlab.lexicon import TONES
 from slmlab.metrics import build_prompts, label_token_ids, next_token_logits
 
-# What the teacher is prompted with to write a new example: the template's first words.
-GENERATION_PROMPT = TEXT_TEMPLATE.split(" {phrase}")[0]  # "### Text:"
+# How the teacher's base model is asked to write new phrases: sentence openings.
+SENTENCE_STARTS = ["I feel", "I was", "She was", "He felt", "We were", "They were",
+                   "Everyone was", "My friend felt", "After", "Yesterday", "Tom was",
+                   "Maria felt", "The children were", "Being"]
 
 
 def soft_labels(model, tokenizer, phrases: Sequence[str], temperature: float = 1.0,
@@ -36,42 +38,65 @@ def label_rows(model, tokenizer, phrases: Sequence[str], temperature: float = 1.
 
 
 @torch.no_grad()
-def sample_phrases(model, tokenizer, n: int, temperature: float = 1.0, seed: int = 0,
-                   max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
-    """`n` raw phrases the model writes after "### Text:", each cut at its first newline."""
+def sample_phrases(model, tokenizer, n: int, starts: Sequence[str] = SENTENCE_STARTS,
+                   temperature: float = 0.8, seed: int = 0, max_new_tokens: int = 20,
+                   batch_size: int = 32) -> list[str]:
+    """`n` sentences the model writes after random `starts`, each cut after its first
+    sentence end. Sampling (not greedy) gives variety; lower temperature, less junk."""
+    rng = random.Random(seed)
     torch.manual_seed(seed)
     model.eval()
-    prompt = tokenizer(GENERATION_PROMPT, return_tensors="pt", add_special_tokens=False)
+    tokenizer.padding_side = "left"
     phrases: list[str] = []
     while len(phrases) < n:
-        count = min(batch_size, n - len(phrases))
-        output = model.generate(
-            input_ids=prompt["input_ids"].repeat(count, 1).to(model.device),
-            attention_mask=prompt["attention_mask"].repeat(count, 1).to(model.device),
-            do_sample=True, temperature=temperature, top_k=50, max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(output[:, prompt["input_ids"].shape[1]:],
+        prompts = [rng.choice(starts) for _ in range(min(batch_size, n - len(phrases)))]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
+        output = model.generate(**batch, do_sample=True, temperature=temperature, top_k=50,
+                                max_new_tokens=max_new_tokens,
+                                pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:],
                                        skip_special_tokens=True)
-        phrases += [text.split("\n")[0].strip() for text in texts]
+        for start, text in zip(prompts, texts, strict=True):
+            sentence = re.split(r"(?<=[.!?])", (start + text).split("\n")[0])[0]
+            phrases.append(sentence.strip())
     return phrases
 
 
 def filter_phrases(phrases: Sequence[str], exclude: Sequence[str] = ()) -> tuple[list, dict]:
-    """Keep plausible, new, unique sentences; return them and the count of each rejection."""
+    """Keep plausible, new, unique sentences; return them and the count of each rejection.
+
+    A sentence that names a tone word gives the answer away: a student would learn to
+    copy words, not to read them, so those go too.
+    """
     seen, kept = set(exclude), []
-    rejected = {"too short or long": 0, "not a sentence": 0, "duplicate or known": 0}
+    rejected = {"too short or long": 0, "not a clean sentence": 0, "names a tone": 0,
+                "duplicate or known": 0}
     for phrase in phrases:
-        n_words = len(phrase.split())
-        if not 3 <= n_words <= 20:
+        words = re.findall(r"[a-z]+", phrase.lower())
+        if not 4 <= len(phrase.split()) <= 20:
             rejected["too short or long"] += 1
-        elif not re.fullmatch(r"[A-Z][A-Za-z ,':]*[a-z][.!?]", phrase):
-            rejected["not a sentence"] += 1
+        elif not re.fullmatch(r"[A-Z][a-z]*( [A-Za-z',]+)*[a-z][.!?]", phrase) or re.search(
+                r"[a-z][A-Z]", phrase):
+            rejected["not a clean sentence"] += 1
+        elif set(words) & set(TONES):
+            rejected["names a tone"] += 1
         elif phrase in seen:
             rejected["duplicate or known"] += 1
         else:
             seen.add(phrase)
             kept.append(phrase)
     return kept, rejected
+
+
+def kd_loss(student_label_logits: torch.Tensor, student_logits: torch.Tensor,
+            teacher_probs: torch.Tensor, targets: torch.Tensor, temperature: float,
+            alpha: float) -> torch.Tensor:
+    """Reference KD loss (lab 01 writes it inline): alpha * T^2 * KL + (1 - alpha) * CE."""
+    log_student = torch.log_softmax(student_label_logits / temperature, dim=-1)
+    soft = torch.nn.functional.kl_div(log_student, teacher_probs, reduction="batchmean")
+    hard = torch.nn.functional.cross_entropy(student_logits, targets)
+    return alpha * temperature**2 * soft + (1 - alpha) * hard
 
 
 def save_jsonl(rows: Sequence[dict], path: str | Path) -> Path:
