@@ -41,13 +41,14 @@ def run_steps(model, batch_loss: Callable[[random.Random], torch.Tensor], steps:
         raise ValueError(f"steps must be a positive integer, not {steps!r}")
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     model.train()
     losses, start = [], time.perf_counter()
     for _ in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2):
         loss = batch_loss(rng)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # one bad batch cannot blow up LoRA
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
