@@ -1,4 +1,5 @@
 import json
+import re
 
 import nbformat
 import pytest
@@ -77,7 +78,9 @@ def test_notebook_conventions(path):
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), "outputs not stripped"
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and "output_dir" in tagged[0].source and "model_id" in tagged[0].source
+    assert len(tagged) == 1
+    for name in ("seed", "output_dir", r"\w*_id"):  # model_id, or teacher_id / student_id
+        assert re.search(rf"^{name} = ", tagged[0].source, flags=re.M), name
     sources = "\n".join(c.source for c in code)
     assert "pip install" not in sources and "metrics.json" in sources
     assert "check(" in sources, "every lab has at least one checked exercise"
