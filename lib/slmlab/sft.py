@@ -1,0 +1,125 @@
+"""CPU-sane TRL / PEFT presets, and the SFT training of lab 03 as a script.
+
+`python -m slmlab.sft --model-id tiny-phi3-teacher --output-dir runs/sft` trains a LoRA
+adapter with TRL's SFTTrainer on the tone data. The same file runs on several GPUs:
+`accelerate launch --config_file accelerate_fsdp.yaml -m slmlab.sft --model-id
+microsoft/Phi-3-mini-4k-instruct --bf16 ...` (see README, "Scale-out").
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from slmlab import zoo
+from slmlab.data import chat_messages, load_tone, text_example
+from slmlab.tone_tuning import PHI3_LORA_TARGETS
+
+
+def sft_dataset(rows, template: str = "text") -> Dataset:
+    """Prompt/completion rows; TRL then computes the loss on the completion only."""
+    if template == "text":
+        records = [text_example(r["phrase"], r["tone"]) for r in rows]
+    elif template == "chat":  # conversational: TRL applies the tokenizer's chat template
+        records = [{"prompt": chat_messages(r["phrase"]),
+                    "completion": chat_messages(r["phrase"], r["tone"])[1:]} for r in rows]
+    else:
+        raise ValueError(f"template must be 'text' or 'chat', not {template!r}")
+    return Dataset.from_list(records)
+
+
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.05) -> LoraConfig:
+    """LoRA on Phi-3's fused projections (qkv_proj, gate_up_proj) and the others."""
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=PHI3_LORA_TARGETS, task_type="CAUSAL_LM")
+
+
+def sft_config(output_dir: str | Path, max_steps: int = 150, learning_rate: float = 3e-3,
+               batch_size: int = 16, bf16: bool = False, **overrides) -> SFTConfig:
+    """SFTConfig with every CPU-relevant choice written out (TRL's defaults target GPUs)."""
+    settings = dict(
+        output_dir=str(output_dir), max_steps=max_steps, learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=32,
+        max_length=128,                 # tone examples are < 60 tokens
+        completion_only_loss=True,      # learn the answer, not the prompt
+        bf16=bf16,                      # fp32 on CPU; bf16 on a recent GPU
+        gradient_checkpointing=False,   # TRL's default (True) trades speed for memory
+        use_cpu=not torch.cuda.is_available(),
+        optim="adamw_torch", lr_scheduler_type="constant", warmup_steps=0,
+        logging_steps=10, eval_strategy="steps", eval_steps=50,
+        save_strategy="steps", save_steps=50, save_total_limit=2,
+        report_to="tensorboard", disable_tqdm=False, seed=0, dataloader_num_workers=0,
+    )
+    settings.update(overrides)
+    return SFTConfig(**settings)
+
+
+class StopAfter(TrainerCallback):
+    """Ends training after `step` steps, as a killed run would (lab 03's resume demo)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def build_trainer(model_id: str, output_dir: str | Path, template: str = "text",
+                  r: int = 8, alpha: int = 16, dropout: float = 0.05,
+                  callbacks: list | None = None, model=None, **config) -> SFTTrainer:
+    """An SFTTrainer for LoRA with the tone train and validation splits.
+
+    Loads `model_id`, unless a ready `model` (e.g. a 4-bit one, lab 04) is passed.
+    """
+    tokenizer = zoo.load_tokenizer(model_id)
+    if model is None:
+        model, _ = zoo.load(model_id, dtype=torch.bfloat16 if config.get("bf16")
+                            else torch.float32)
+    model.config.use_cache = False  # the KV cache is useless in training and costs memory
+    return SFTTrainer(
+        model=model, args=sft_config(output_dir, **config),
+        train_dataset=sft_dataset(load_tone("train"), template),
+        eval_dataset=sft_dataset(load_tone("validation"), template),
+        processing_class=tokenizer, peft_config=lora_config(r, alpha, dropout),
+        callbacks=callbacks,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="LoRA SFT of a Phi-3 model on tone data")
+    parser.add_argument("--model-id", default="tiny-phi3-teacher")
+    parser.add_argument("--output-dir", default="runs/sft")
+    parser.add_argument("--template", choices=["text", "chat"], default="text")
+    parser.add_argument("--max-steps", type=int, default=150)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    args = parser.parse_args(argv)
+    trainer = build_trainer(args.model_id, args.output_dir, args.template, r=args.rank,
+                            alpha=2 * args.rank, max_steps=args.max_steps,
+                            learning_rate=args.learning_rate, batch_size=args.batch_size,
+                            bf16=args.bf16)
+    checkpoint = get_last_checkpoint(args.output_dir) if args.resume else None
+    if args.resume and checkpoint is None:
+        print(f"no checkpoint in {args.output_dir}: starting from the base model")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(Path(args.output_dir) / "adapter"))
+    summary = {"global_step": result.global_step, "train_loss": result.training_loss,
+               "runtime_s": result.metrics["train_runtime"], "resumed_from": checkpoint}
+    if trainer.is_world_process_zero():
+        Path(args.output_dir, "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
