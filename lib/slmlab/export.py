@@ -1,0 +1,87 @@
+"""ONNX export with the onnxruntime-genai model builder, and generation with ORT-GenAI.
+
+Lab 05 shows the builder command and the generation loop inline; these helpers run them
+quietly (the builder logs every tensor) and time them.
+"""
+
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from slmlab.lexicon import TONES
+from slmlab.metrics import label_token_ids
+
+
+def builder_command(model_dir: str | Path, out_dir: str | Path, precision: str,
+                    adapter_path: str | Path | None = None) -> list[str]:
+    """The builder call: local input (-i), CPU, offline (hf_token=false)."""
+    if precision not in ("fp32", "fp16", "int4"):
+        raise ValueError(f"precision must be fp32, fp16 or int4, not {precision!r}")
+    options = ["hf_token=false"]
+    if precision == "int4":  # blocks of 32 weights; accuracy level 4 = int8 activations
+        options += ["int4_block_size=32", "int4_accuracy_level=4"]
+    if adapter_path is not None:
+        options.append(f"adapter_path={adapter_path}")
+    return [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(model_dir),
+            "-o", str(out_dir), "-p", precision, "-e", "cpu", "--extra_options", *options]
+
+
+def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
+               adapter_path: str | Path | None = None) -> Path:
+    """Run the builder; on failure raise with the end of its log, not a bare exit code."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "builder.log"
+    start = time.perf_counter()
+    with open(log, "w") as handle:
+        done = subprocess.run(builder_command(model_dir, out_dir, precision, adapter_path),
+                              stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode != 0 or not (out_dir / "genai_config.json").exists():
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise RuntimeError(f"onnxruntime-genai builder failed ({precision}); log {log}:\n{tail}")
+    print(f"{precision}: built {out_dir} in {time.perf_counter() - start:.1f} s")
+    return out_dir
+
+
+def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
+                force_length: bool = False) -> tuple[list[int], float]:
+    """Greedy tokens from an `og.Model` and decode tokens/s (prompt processing excluded)."""
+    import onnxruntime_genai as og
+
+    params = og.GeneratorParams(model)
+    total = len(input_ids) + max_new_tokens
+    options = {"do_sample": False, "max_length": total}
+    if force_length:  # ignore end tokens so every run times the same number of tokens
+        options["min_length"] = total
+    params.set_search_options(**options)
+    generator = og.Generator(model, params)
+    generator.append_tokens([list(input_ids)])
+    generator.generate_next_token()  # first token: prompt processing, not decoding
+    tokens = [int(generator.get_next_tokens()[0])]
+    start = time.perf_counter()
+    while not generator.is_done():
+        generator.generate_next_token()
+        tokens.append(int(generator.get_next_tokens()[0]))
+    seconds = time.perf_counter() - start
+    return tokens, (len(tokens) - 1) / seconds if len(tokens) > 1 else 0.0
+
+
+def og_tone_accuracy(model, tokenizer, prompts: Sequence[str], rows: Sequence[dict]) -> float:
+    """Share of prompts whose first greedy ORT-GenAI token is the row's label token."""
+    label_ids = dict(zip(TONES, label_token_ids(tokenizer), strict=True))
+    hits = 0
+    for prompt, row in zip(prompts, rows, strict=True):
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        tokens, _ = og_generate(model, ids, 1)
+        hits += tokens[0] == label_ids[row["tone"]]
+    return hits / len(rows)
+
+
+def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
+    """Index of the first differing token (a length difference counts), or None."""
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return index
+    return None if len(a) == len(b) else min(len(a), len(b))
