@@ -11,6 +11,8 @@ import loralib as lora
 import torch
 from torch import nn
 
+from slmlab.zoo import count_parameters
+
 
 def merged_linear_from(linear: nn.Linear, r: int, alpha: int,
                        enable: Sequence[bool] = (True, False, True)) -> lora.MergedLinear:
@@ -65,6 +67,5 @@ def swap_attention(model, r: int = 8, alpha: int = 16, qkv: Sequence[bool] = (Tr
 
 def trainable_summary(model: nn.Module) -> dict:
     """Trainable and total parameter counts, and the trainable percentage."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
     return {"trainable": trainable, "total": total, "percent": 100 * trainable / total}

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from slmlab import zoo
 from slmlab.data import chat_messages, load_tone, text_example
-from slmlab.tone_tuning import PHI3_LORA_TARGETS
+from slmlab.tone_tuning import lora_config  # noqa: F401 - part of sft's API (lab 03)
 
 
 def sft_dataset(rows, template: str = "text") -> Dataset:
@@ -32,12 +31,6 @@ def sft_dataset(rows, template: str = "text") -> Dataset:
     else:
         raise ValueError(f"template must be 'text' or 'chat', not {template!r}")
     return Dataset.from_list(records)
-
-
-def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.05) -> LoraConfig:
-    """LoRA on Phi-3's fused projections (qkv_proj, gate_up_proj) and the others."""
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                      target_modules=PHI3_LORA_TARGETS, task_type="CAUSAL_LM")
 
 
 def sft_config(output_dir: str | Path, max_steps: int = 150, learning_rate: float = 3e-3,

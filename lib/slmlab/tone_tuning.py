@@ -19,12 +19,15 @@ from slmlab.metrics import build_prompts, label_token_ids
 PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 
 
-def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0,
-             targets: Sequence[str] = PHI3_LORA_TARGETS):
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.05) -> LoraConfig:
+    """LoRA on Phi-3's fused projections (qkv_proj, gate_up_proj) and the others."""
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=PHI3_LORA_TARGETS, task_type="CAUSAL_LM")
+
+
+def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0):
     """Wrap `model` with PEFT LoRA adapters on the Phi-3 projections."""
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=list(targets), task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    return get_peft_model(model, lora_config(r, alpha, dropout))
 
 
 def label_cross_entropy(logits: torch.Tensor, rows: Sequence[dict],
@@ -75,18 +78,3 @@ def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float 
         return loss_fn(model(**batch).logits[:, -1, :], batch_rows, label_ids)
 
     return run_steps(model, batch_loss, steps, lr, seed, "fine-tune", progress)
-
-
-def train_on_text(model, tokenizer, texts: Sequence[str], steps: int, lr: float = 3e-3,
-                  batch_size: int = 16, seed: int = 0, progress: bool = True) -> dict:
-    """Plain causal-LM training on whole texts (padding masked out of the loss)."""
-    tokenizer.padding_side = "left"
-
-    def batch_loss(rng: random.Random) -> torch.Tensor:
-        batch = tokenizer(rng.sample(list(texts), min(batch_size, len(texts))),
-                          return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)
-        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        return model(**batch, labels=labels).loss
-
-    return run_steps(model, batch_loss, steps, lr, seed, "fine-tune (text)", progress)
