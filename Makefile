@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Olive 0.13's ModelBuilder pass calls the builder API of onnxruntime-genai <= 0.14.1, while
+# the course generates with 0.18: a builder-only copy sits in .venv/olive-builder and only
+# Olive's process sees it (slmlab.olive_pipeline.olive_env).
+OLIVE_BUILDER := onnxruntime-genai==0.14.1
 # No model hub here: libraries must not wait on the network, and telemetry stays off.
 export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -18,6 +22,8 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/olive-builder $(OLIVE_BUILDER) \
+		2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import slmlab, torch, transformers" \
 		|| { echo "install failed: see the pip output above"; exit 1; }
 	@touch $(STAMP)

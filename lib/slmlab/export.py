@@ -46,8 +46,12 @@ def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
 
 
 def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
-                force_length: bool = False) -> tuple[list[int], float]:
-    """Greedy tokens from an `og.Model` and decode tokens/s (prompt processing excluded)."""
+                force_length: bool = False, adapters=None,
+                adapter: str | None = None) -> tuple[list[int], float]:
+    """Greedy tokens from an `og.Model` and decode tokens/s (prompt processing excluded).
+
+    With `adapters` (an `og.Adapters`) the LoRA adapter named `adapter` is active.
+    """
     import onnxruntime_genai as og
 
     params = og.GeneratorParams(model)
@@ -57,6 +61,8 @@ def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
         options["min_length"] = total
     params.set_search_options(**options)
     generator = og.Generator(model, params)
+    if adapters is not None:
+        generator.set_active_adapter(adapters, adapter)
     generator.append_tokens([list(input_ids)])
     generator.generate_next_token()  # first token: prompt processing, not decoding
     tokens = [int(generator.get_next_tokens()[0])]
@@ -68,13 +74,14 @@ def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
     return tokens, (len(tokens) - 1) / seconds if len(tokens) > 1 else 0.0
 
 
-def og_tone_accuracy(model, tokenizer, prompts: Sequence[str], rows: Sequence[dict]) -> float:
+def og_tone_accuracy(model, tokenizer, prompts: Sequence[str], rows: Sequence[dict],
+                     adapters=None, adapter: str | None = None) -> float:
     """Share of prompts whose first greedy ORT-GenAI token is the row's label token."""
     label_ids = dict(zip(TONES, label_token_ids(tokenizer), strict=True))
     hits = 0
     for prompt, row in zip(prompts, rows, strict=True):
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        tokens, _ = og_generate(model, ids, 1)
+        tokens, _ = og_generate(model, ids, 1, adapters=adapters, adapter=adapter)
         hits += tokens[0] == label_ids[row["tone"]]
     return hits / len(rows)
 

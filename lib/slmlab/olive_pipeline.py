@@ -1,0 +1,118 @@
+"""Running Olive offline on CPU, and the course's completion-only data step for it.
+
+Lab 06 writes its Olive config inline; this module runs the `olive` command with the
+environment it needs and explains failures. It is also the `user_script` Olive loads for
+`tone_completion_pre_process`, which puts the loss on the tone only (as lab 03's
+SFTTrainer does); Olive's own text pre-processing puts it on the whole text.
+
+Olive 0.13's ModelBuilder pass calls the builder API of onnxruntime-genai <= 0.14.1 (the
+course pins 0.18 for generation). `make setup` installs a builder-only copy of 0.14.1
+into `.venv/olive-builder`; `olive_env()` puts it on PYTHONPATH for Olive's process only.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from slmlab.data import TEXT_TEMPLATE
+from slmlab.tone_tuning import PHI3_LORA_TARGETS
+
+BUILDER_DIR = Path(sys.prefix) / "olive-builder"
+IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)
+
+
+def olive_env(builder_dir: Path = BUILDER_DIR) -> dict:
+    """Environment for an offline Olive run: no telemetry, no hub, the 0.14.1 builder."""
+    if not (builder_dir / "onnxruntime_genai").is_dir():
+        raise FileNotFoundError(f"Olive's model builder copy is missing ({builder_dir}): "
+                                "run `make setup`")
+    env = dict(os.environ, OLIVE_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(builder_dir), env.get("PYTHONPATH"))
+                                        if p)
+    return env
+
+
+def olive_command(*args: str) -> list[str]:
+    """`olive ARGS...` from this environment's bin directory."""
+    return [str(Path(sys.executable).parent / "olive"), *args]
+
+
+def run_olive(args: list[str], log_path: str | Path, cwd: str | Path | None = None) -> float:
+    """Run `olive ARGS`, log to `log_path`; return seconds, or raise with the log's end."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        done = subprocess.run(olive_command(*args), stdout=log, stderr=subprocess.STDOUT,
+                              env=olive_env(), cwd=cwd)
+    if done.returncode != 0:
+        tail = "\n".join(log_path.read_text().splitlines()[-12:])
+        raise RuntimeError(f"olive {args[0]} failed (exit {done.returncode}); log {log_path}:\n"
+                           f"{tail}")
+    return time.perf_counter() - start
+
+
+def training_losses(log_path: str | Path) -> list[float]:
+    """The `'loss': ...` values the Hugging Face trainer printed into an Olive log."""
+    import re
+
+    return [float(v) for v in re.findall(r"'loss': '?([0-9.]+)", Path(log_path).read_text())]
+
+
+def lora_passes(r: int, steps: int, lr: float = 3e-3, batch_size: int = 16, seed: int = 0,
+                train_data: str = "tone_train", pass_type: str = "LoRA",
+                precision: str = "int4") -> dict:
+    """Olive passes: LoRA (or QLoRA) -> merge the adapter -> ModelBuilder, CPU settings."""
+    return {
+        "lora": {"type": pass_type, "r": r, "alpha": 2 * r, "lora_dropout": 0.05,
+                 "target_modules": list(PHI3_LORA_TARGETS), "torch_dtype": "float32",
+                 "train_data_config": train_data,
+                 "training_args": {"max_steps": steps, "learning_rate": lr, "seed": seed,
+                                   "per_device_train_batch_size": batch_size,
+                                   "lr_scheduler_type": "constant", "logging_steps": 25,
+                                   "gradient_checkpointing": False}},
+        "merge": {"type": "MergeAdapterWeights"},
+        "builder": {"type": "ModelBuilder", "precision": precision,
+                    "extra_options": {"int4_block_size": 32, "int4_accuracy_level": 4,
+                                      "hf_token": "false"}},
+    }
+
+
+def completion_only_example(tokenizer, row: dict, max_seq_len: int,
+                            text_template: str = TEXT_TEMPLATE, answer_col: str = "tone") -> dict:
+    """Prompt + answer + end token, padded; labels are IGNORE_INDEX except on the answer."""
+    prompt = text_template.split("{" + answer_col + "}")[0].format(**row)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(row[answer_col], add_special_tokens=False)["input_ids"]
+    answer_ids.append(tokenizer.eos_token_id)
+    ids = (prompt_ids + answer_ids)[:max_seq_len]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_seq_len]
+    padding = max_seq_len - len(ids)
+    return {"input_ids": ids + [tokenizer.pad_token_id] * padding,
+            "attention_mask": [1] * len(ids) + [0] * padding,
+            "labels": labels + [IGNORE_INDEX] * padding}
+
+
+try:  # registered when Olive imports this file as a user_script (and when olive is installed)
+    from olive.data.registry import Registry
+except ImportError:  # pragma: no cover - olive-ai is in requirements.txt
+    Registry = None
+
+if Registry is not None:
+    @Registry.register_pre_process()
+    def tone_completion_pre_process(dataset, model_name: str, max_seq_len: int = 64,
+                                    text_template: str = TEXT_TEMPLATE,
+                                    answer_col: str = "tone", **kwargs):
+        """Olive pre-process component: rows -> examples with the loss on the answer only."""
+        from datasets import Dataset
+        from olive.data.component.dataset import ClassificationDataset
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_name)
+        examples = [completion_only_example(tokenizer, row, max_seq_len, text_template,
+                                            answer_col) for row in dataset]
+        data = Dataset.from_list(examples)
+        data.set_format("torch", output_all_columns=True)
+        return ClassificationDataset(data, "labels")
