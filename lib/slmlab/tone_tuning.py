@@ -38,8 +38,12 @@ def label_cross_entropy(logits: torch.Tensor, rows: Sequence[dict],
 
 
 def run_steps(model, batch_loss: Callable[[random.Random], torch.Tensor], steps: int,
-              lr: float, seed: int, desc: str, progress: bool = True) -> dict:
-    """AdamW on the trainable parameters for `steps` steps of `batch_loss(rng)`."""
+              lr: float, seed: int, desc: str, progress: bool = True,
+              after_step: Callable[[int], bool] | None = None) -> dict:
+    """AdamW on the trainable parameters for `steps` steps of `batch_loss(rng)`.
+
+    `after_step(step)` runs after each step (1-based); returning True stops training.
+    """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, not {steps!r}")
     rng = random.Random(seed)
@@ -55,13 +59,16 @@ def run_steps(model, batch_loss: Callable[[random.Random], torch.Tensor], steps:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        if after_step is not None and after_step(len(losses)):
+            break
     model.eval()
     return {"seconds": round(time.perf_counter() - start, 1), "losses": losses}
 
 
 def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float = 3e-3,
                   batch_size: int = 16, template: str = "text", seed: int = 0,
-                  progress: bool = True, loss_fn: Callable = label_cross_entropy) -> dict:
+                  progress: bool = True, loss_fn: Callable = label_cross_entropy,
+                  after_step: Callable[[int], bool] | None = None) -> dict:
     """Train the parameters that require grad to predict each row's tone token.
 
     `loss_fn(logits, rows, label_ids)` gets the next-token logits at the end of each
@@ -77,4 +84,4 @@ def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float 
                           add_special_tokens=False).to(model.device)
         return loss_fn(model(**batch).logits[:, -1, :], batch_rows, label_ids)
 
-    return run_steps(model, batch_loss, steps, lr, seed, "fine-tune", progress)
+    return run_steps(model, batch_loss, steps, lr, seed, "fine-tune", progress, after_step)
