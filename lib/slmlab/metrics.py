@@ -160,3 +160,18 @@ def tone_report(model, tokenizer, rows: Sequence[dict], template: str = "text",
         "parameters": sum(p.numel() for p in model.parameters()),
         "weight_mb": weight_memory_mb(model),
     }
+
+
+def bleu_rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """Corpus BLEU (sacrebleu, 0-100) and mean ROUGE-1 / ROUGE-L F1 (rouge-score, 0-1)."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    if len(hypotheses) != len(references) or not references:
+        raise ValueError("hypotheses and references must be non-empty and of equal length")
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"])
+    scores = [scorer.score(ref, hyp) for hyp, ref in zip(hypotheses, references, strict=True)]
+    return {"bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
+            "rouge1": sum(s["rouge1"].fmeasure for s in scores) / len(scores),
+            "rougeL": sum(s["rougeL"].fmeasure for s in scores) / len(scores)}
+

@@ -67,19 +67,22 @@ class StopAfter(TrainerCallback):
 
 def build_trainer(model_id: str, output_dir: str | Path, template: str = "text",
                   r: int = 8, alpha: int = 16, dropout: float = 0.05,
-                  callbacks: list | None = None, model=None, **config) -> SFTTrainer:
-    """An SFTTrainer for LoRA with the tone train and validation splits.
+                  callbacks: list | None = None, model=None, train_rows=None,
+                  trainer_class: type[SFTTrainer] = SFTTrainer, **config) -> SFTTrainer:
+    """An SFTTrainer for LoRA with the tone train (or `train_rows`) and validation splits.
 
-    Loads `model_id`, unless a ready `model` (e.g. a 4-bit one, lab 04) is passed.
+    Loads `model_id`, unless a ready `model` (e.g. a 4-bit one, lab 04) is passed;
+    `trainer_class` may be an SFTTrainer subclass (lab 07's custom loss).
     """
     tokenizer = zoo.load_tokenizer(model_id)
     if model is None:
         model, _ = zoo.load(model_id, dtype=torch.bfloat16 if config.get("bf16")
                             else torch.float32)
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
-    return SFTTrainer(
+    return trainer_class(
         model=model, args=sft_config(output_dir, **config),
-        train_dataset=sft_dataset(load_tone("train"), template),
+        train_dataset=sft_dataset(load_tone("train") if train_rows is None else train_rows,
+                                  template),
         eval_dataset=sft_dataset(load_tone("validation"), template),
         processing_class=tokenizer, peft_config=lora_config(r, alpha, dropout),
         callbacks=callbacks,

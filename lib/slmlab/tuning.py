@@ -5,7 +5,6 @@ The search samples configs and runs lab 03 with papermill (`slmlab.course.run_la
 and optional early stopping, to make overfitting visible.
 """
 
-import copy
 import math
 import random
 from collections.abc import Sequence
@@ -65,8 +64,9 @@ def train_with_validation(model, tokenizer, train_rows: Sequence[dict],
         model.train()
         history.append(point)
         if point["val_loss"] < best["loss"]:
-            best.update(loss=point["val_loss"], step=step, state=copy.deepcopy(
-                {k: v for k, v in model.state_dict().items() if "lora_" in k}))
+            best.update(loss=point["val_loss"], step=step, state={  # the trained weights only
+                name: p.detach().clone() for name, p in model.named_parameters()
+                if p.requires_grad})
         return patience is not None and should_stop([h["val_loss"] for h in history], patience)
 
     train_on_tone(model, tokenizer, train_rows, steps, lr=lr, batch_size=batch_size, seed=seed,
