@@ -16,8 +16,8 @@ from slmlab.metrics import NOT_A_LABEL, build_prompts, label_token_ids, next_tok
 from slmlab.tone_tuning import label_cross_entropy, train_on_tone
 
 # The axes the source material tunes: learning rate (log scale), LoRA rank, batch size.
-SEARCH_SPACE = {"learning_rate": (3e-4, 1e-2), "rank": [2, 4, 8, 16, 32],
-                "batch_size": [4, 8, 16]}
+SEARCH_SPACE = {"learning_rate": (1e-3, 1e-2), "rank": [2, 4, 8, 16],
+                "batch_size": [8, 16]}
 
 
 def sample_config(rng: random.Random, space: dict = SEARCH_SPACE) -> dict:

@@ -1,0 +1,65 @@
+"""Lab 07's helpers: the search space, early stopping, confusion matrix, weights, BLEU/ROUGE."""
+
+import random
+
+import pytest
+
+from slmlab import tuning
+from slmlab.metrics import NOT_A_LABEL, bleu_rouge
+
+
+def test_sample_config_stays_in_the_space_and_is_seeded():
+    configs = [tuning.sample_config(random.Random(s)) for s in range(200)]
+    low, high = tuning.SEARCH_SPACE["learning_rate"]
+    assert all(low <= c["learning_rate"] <= high for c in configs)
+    assert {c["rank"] for c in configs} == set(tuning.SEARCH_SPACE["rank"])
+    assert {c["batch_size"] for c in configs} == set(tuning.SEARCH_SPACE["batch_size"])
+    below_geometric_middle = sum(c["learning_rate"] < (low * high) ** 0.5 for c in configs)
+    assert 70 < below_geometric_middle < 130, "log-uniform: half below the geometric middle"
+    assert tuning.sample_config(random.Random(3)) == tuning.sample_config(random.Random(3))
+
+
+@pytest.mark.parametrize(("losses", "patience", "stop"), [
+    ([1.0, 0.9], 2, False), ([1.0, 0.8, 0.9, 0.85], 2, True), ([1.0, 0.8, 0.9, 0.7], 2, False),
+    ([0.5, 0.5, 0.5], 2, True), ([0.9, 0.8, 0.7, 0.6], 1, False), ([0.6, 0.7], 1, True)])
+def test_should_stop(losses, patience, stop):
+    assert tuning.should_stop(losses, patience) is stop
+
+
+def test_confusion_matrix_counts_non_labels_in_the_last_column():
+    matrix = tuning.confusion_matrix(["joy", "fear", NOT_A_LABEL, "banana"],
+                                     ["joy", "joy", "fear", "fear"])
+    assert matrix[0] == [1, 0, 1, 0, 0] and matrix[2] == [0, 0, 0, 0, 2]
+    assert sum(map(sum, matrix)) == 4
+
+
+def test_class_weights_are_one_when_balanced_and_inverse_frequency_otherwise():
+    balanced = [{"tone": t} for t in ("joy", "sadness", "fear", "surprise")] * 3
+    assert set(tuning.class_weights(balanced).values()) == {1.0}
+    skewed = [{"tone": "joy"}] * 6 + [{"tone": t} for t in ("sadness", "fear", "surprise")] * 2
+    weights = tuning.class_weights(skewed)
+    assert weights["joy"] == pytest.approx(12 / (4 * 6)) and weights["fear"] == 1.5
+
+
+def test_early_stopping_restores_the_best_weights(teacher, tone_rows):
+    from slmlab import tone_tuning, zoo
+
+    model = tone_tuning.add_lora(zoo.load("tiny-phi3-teacher")[0], r=4, alpha=8)
+    _, tokenizer = teacher
+    history = tuning.train_with_validation(model, tokenizer, tone_rows["train"][:16],
+                                           tone_rows["validation"][:16], steps=30,
+                                           eval_every=5, lr=3e-2, patience=1)
+    points = [h for h in history if "val_loss" in h]
+    best = min(points, key=lambda h: h["val_loss"])
+    assert history[-1] == {"step": best["step"], "restored_best": True}
+    restored = tuning.label_loss(model, tokenizer, tone_rows["validation"][:16])
+    assert restored == pytest.approx(best["val_loss"], rel=1e-4)
+
+
+def test_bleu_and_rouge_on_known_texts():
+    same = bleu_rouge(["the river runs past the old town"], ["the river runs past the old town"])
+    assert same["bleu"] == pytest.approx(100) and same["rougeL"] == pytest.approx(1)
+    disjoint = bleu_rouge(["a red bike"], ["the moon shines at night"])
+    assert disjoint["bleu"] == 0 and disjoint["rouge1"] == 0
+    with pytest.raises(ValueError):
+        bleu_rouge(["x"], [])
