@@ -174,4 +174,3 @@ def bleu_rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     return {"bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
             "rouge1": sum(s["rouge1"].fmeasure for s in scores) / len(scores),
             "rougeL": sum(s["rougeL"].fmeasure for s in scores) / len(scores)}
-

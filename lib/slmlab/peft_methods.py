@@ -6,6 +6,7 @@ process's resident set size (RSS), sampled every few milliseconds while the mode
 built and trained, minus the RSS just before: the same probe for every method.
 """
 
+import functools
 import gc
 import tempfile
 import threading
@@ -13,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import torch
 from peft import (
     IA3Config,
@@ -25,7 +25,7 @@ from peft import (
 
 from slmlab import qlora, tone_tuning, zoo
 from slmlab.data import unseen_word_rows
-from slmlab.metrics import tone_accuracy
+from slmlab.metrics import process_memory_mb, tone_accuracy
 
 # Learning rates that suit each method at this size (full fine-tuning updates every weight,
 # soft prompts and IA3 scales move little per step).
@@ -36,14 +36,13 @@ LEARNING_RATES = {"full": 1e-3, "lora": 3e-3, "qlora": 3e-3, "ia3": 1e-2,
 def peak_rss_mb(fn: Callable[[], object], every_s: float = 0.005) -> tuple[object, float]:
     """Run `fn`; return its result and the peak RSS above the RSS before it, in MB."""
     gc.collect()
-    process = psutil.Process()
-    start = peak = process.memory_info().rss
+    start = peak = process_memory_mb()
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
+            peak = max(peak, process_memory_mb())
             time.sleep(every_s)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -53,7 +52,7 @@ def peak_rss_mb(fn: Callable[[], object], every_s: float = 0.005) -> tuple[objec
     finally:
         done.set()
         sampler.join()
-    return result, (peak - start) / 2**20
+    return result, peak - start
 
 
 def peft_config(method: str, rank: int = 8):
@@ -84,6 +83,13 @@ def build(method: str, model_id: str, rank: int = 8):
     return get_peft_model(model, peft_config(method, rank))
 
 
+@functools.cache
+def base_parameter_count(model_id: str) -> int:
+    """Parameters of the full-precision base: the denominator of every method's trainable %
+    (a 4-bit model counts two weights per stored byte, so it cannot count itself)."""
+    return zoo.count_parameters(zoo.load(model_id)[0])
+
+
 def saved_size_mb(model) -> float:
     """What you would ship: the PEFT adapter files, or the whole model for full FT."""
     with tempfile.TemporaryDirectory() as directory:
@@ -106,8 +112,7 @@ def run_method(method: str, model_id: str, train_rows, test_rows, steps: int,
 
     (model, result), peak_mb = peak_rss_mb(build_and_train)
     trainable = zoo.count_parameters(model, trainable_only=True)
-    # % of the base model's parameters (a 4-bit model counts two weights per stored byte)
-    total = zoo.count_parameters(zoo.load(model_id)[0])
+    total = base_parameter_count(model_id)
     unseen = unseen_word_rows(test_rows, train_rows)
     return {
         "trainable_params": trainable,
