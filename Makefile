@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup zoo course test lab labs lint clean
+.PHONY: setup zoo course test lab labs bench lint clean
 
 setup: $(STAMP) zoo
 
@@ -32,11 +32,17 @@ $(STAMP): requirements.txt pyproject.toml
 zoo: $(STAMP)
 	@$(BIN)/python -m slmlab.zoo build
 
+# QUICK=1: every lab with a few training steps and its headline checks off (a few minutes)
 course: setup
-	@$(BIN)/python -m slmlab.course
+	@$(BIN)/python -m slmlab.course $(if $(QUICK),--quick)
 
 test: setup
 	@$(BIN)/python -m pytest
+
+# Speed, memory and headline figures of a full course run -> runs/bench.json (a benchmark,
+# not a test). BENCH_TESTS=1 also times the test suite.
+bench: setup
+	@$(BIN)/python -m slmlab.bench $(if $(BENCH_TESTS),--with-tests)
 
 lab: setup
 	@$(BIN)/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser labs/

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from slmlab import REPO_ROOT
 from slmlab.sft import sft_config, sft_dataset
@@ -50,3 +51,26 @@ def test_script_under_accelerate_trains_saves_and_resumes(tmp_path):
     assert resumed["global_step"] == 6
     assert resumed["resumed_from"].endswith("checkpoint-4")
     assert first["resumed_from"] is None
+
+
+def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
+    from slmlab.sft import train_adapter
+
+    def lora_weights(model):
+        return {k: v for k, v in model.state_dict().items() if "lora_" in k}
+
+    settings = dict(r=2, max_steps=3, batch_size=4, seed=5)
+    stored, _, first = train_adapter("tiny-phi3-student", cache_dir=tmp_path, **settings)
+    loaded, _, second = train_adapter("tiny-phi3-student", cache_dir=tmp_path, **settings)
+    fresh, _, third = train_adapter("tiny-phi3-student", use_cache=False, **settings)
+    assert (first["source"], third["source"]) == ("trained", "trained")
+    assert second["source"].startswith("cache") and second["key"] == first["key"]
+    expected = lora_weights(fresh)
+    assert expected and expected.keys() == lora_weights(loaded).keys()
+    for name, tensor in expected.items():  # training is deterministic: bit for bit
+        assert torch.equal(lora_weights(stored)[name], tensor), name
+        assert torch.equal(lora_weights(loaded)[name], tensor), name
+    # another setting is another key: never served the wrong adapter
+    other, _, fourth = train_adapter("tiny-phi3-student", cache_dir=tmp_path,
+                                     **{**settings, "seed": 6})
+    assert fourth["source"] == "trained" and fourth["key"] != first["key"]

@@ -15,13 +15,22 @@ from slmlab.metrics import label_token_ids
 
 
 def builder_command(model_dir: str | Path, out_dir: str | Path, precision: str,
-                    adapter_path: str | Path | None = None) -> list[str]:
-    """The builder call: local input (-i), CPU, offline (hf_token=false)."""
+                    adapter_path: str | Path | None = None,
+                    quantize_embeddings: bool = False) -> list[str]:
+    """The builder call: local input (-i), CPU, offline (hf_token=false).
+
+    `quantize_embeddings` (int4 only) also stores the embedding table (the Gather op) in
+    4 bits; by default the builder keeps it in full precision.
+    """
     if precision not in ("fp32", "fp16", "int4"):
         raise ValueError(f"precision must be fp32, fp16 or int4, not {precision!r}")
+    if quantize_embeddings and precision != "int4":
+        raise ValueError("quantize_embeddings needs precision='int4'")
     options = ["hf_token=false"]
     if precision == "int4":  # blocks of 32 weights; accuracy level 4 = int8 activations
         options += ["int4_block_size=32", "int4_accuracy_level=4"]
+    if quantize_embeddings:
+        options.append("op_types_to_quantize=MatMul/Gather")
     if adapter_path is not None:
         options.append(f"adapter_path={adapter_path}")
     return [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(model_dir),
@@ -29,15 +38,16 @@ def builder_command(model_dir: str | Path, out_dir: str | Path, precision: str,
 
 
 def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
-               adapter_path: str | Path | None = None) -> Path:
+               adapter_path: str | Path | None = None, quantize_embeddings: bool = False) -> Path:
     """Run the builder; on failure raise with the end of its log, not a bare exit code."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "builder.log"
     start = time.perf_counter()
     with open(log, "w") as handle:
-        done = subprocess.run(builder_command(model_dir, out_dir, precision, adapter_path),
-                              stdout=handle, stderr=subprocess.STDOUT)
+        command = builder_command(model_dir, out_dir, precision, adapter_path,
+                                  quantize_embeddings)
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
     if done.returncode != 0 or not (out_dir / "genai_config.json").exists():
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise RuntimeError(f"onnxruntime-genai builder failed ({precision}); log {log}:\n{tail}")

@@ -74,6 +74,18 @@ def linear_weight_bytes(model: nn.Module) -> dict:
     return {"bytes": total, "layers": count}
 
 
+def cpu_repacks_4bit() -> bool:
+    """Does bitsandbytes take its CPU repacking path here (see keep_training_layout)?
+
+    Only CPUs with AVX512-BF16 do; elsewhere training without the workaround is unharmed.
+    """
+    if torch.cuda.is_available():
+        return False
+    from bitsandbytes.functional import has_avx512bf16
+
+    return bool(has_avx512bf16())
+
+
 def keep_training_layout(model: nn.Module) -> int:
     """Stop bitsandbytes from repacking 4-bit weights for CPU inference; returns the count.
 

@@ -8,15 +8,17 @@ microsoft/Phi-3-mini-4k-instruct --bf16 ...` (see README, "Scale-out").
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
+from peft import PeftModel
+from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
-from slmlab import zoo
+from slmlab import artifact_cache, zoo
 from slmlab.data import chat_messages, load_tone, text_example
 from slmlab.tone_tuning import lora_config  # noqa: F401 - part of sft's API (lab 03)
 
@@ -87,6 +89,52 @@ def build_trainer(model_id: str, output_dir: str | Path, template: str = "text",
         processing_class=tokenizer, peft_config=lora_config(r, alpha, dropout),
         callbacks=callbacks,
     )
+
+
+def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
+                  learning_rate: float = 3e-3, batch_size: int = 16, seed: int = 0,
+                  use_cache: bool = True, cache_dir: Path | None = None):
+    """(PEFT model, tokenizer, info) for lab 03's recipe: LoRA r, alpha 2r, text template.
+
+    The same call in labs 04, 05 and 06 trains once: the adapter is stored in the
+    content-addressed cache (`artifact_cache`) and loaded by the next lab with the same
+    model files, rows, settings and library versions. `info["source"]` says which
+    happened; `info["train_seconds"]` is the original training time either way.
+    """
+    rows = list(load_tone("train") if rows is None else rows)
+    settings = {"recipe": "sft.train_adapter", "r": r, "alpha": 2 * r, "dropout": 0.05,
+                "max_steps": max_steps, "learning_rate": learning_rate,
+                "batch_size": batch_size, "seed": seed}
+    key = artifact_cache.cache_key(zoo.resolve(model_id), rows, settings)
+    cache_dir = Path(cache_dir or artifact_cache.CACHE_DIR)
+    entry = artifact_cache.lookup(key, cache_dir) if use_cache else None
+    if entry is not None:
+        model, tokenizer = zoo.load(model_id)
+        model = PeftModel.from_pretrained(model, str(entry / "adapter")).eval()
+        info = json.loads((entry / "info.json").read_text()) | {"source": f"cache {entry}"}
+        print(f"LoRA adapter loaded from the cache ({entry.name}): trained earlier with the "
+              f"same model, data and settings in {info['train_seconds']} s")
+        return model, tokenizer, info
+    set_seed(seed)  # LoRA's initial weights too: the result depends on the key alone
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = build_trainer(model_id, scratch, r=r, alpha=2 * r, train_rows=rows,
+                                max_steps=max_steps, learning_rate=learning_rate,
+                                batch_size=batch_size, seed=seed, save_strategy="no",
+                                eval_strategy="no", report_to="none")
+        result = trainer.train()
+    info = {"train_seconds": round(result.metrics["train_runtime"], 1), "key": key,
+            "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+    if use_cache:
+        def write(folder: Path) -> None:
+            trainer.model.save_pretrained(folder / "adapter")
+            (folder / "info.json").write_text(json.dumps(info, indent=2))
+
+        artifact_cache.store(key, write, cache_dir)
+    print(f"LoRA adapter trained in {info['train_seconds']} s"
+          + (f" and stored in the cache ({key})" if use_cache else ""))
+    model = trainer.model.eval()
+    model.config.use_cache = True  # as a loaded model has it: generation needs the KV cache
+    return model, trainer.processing_class, info | {"source": "trained"}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,0 +1,72 @@
+"""A small content-addressed cache for artifacts that several labs build the same way.
+
+Labs 04, 05 and 06 all need the LoRA adapter of lab 03's recipe (same model, data, rank,
+steps, learning rate, seed). Training is deterministic here (fixed seed, fixed threads),
+so the first lab that trains it stores it under a key made of everything that decides
+the result, and later labs load it instead of training it again. A lab whose key is not
+in the cache builds the artifact itself: the cache saves time, never changes a result.
+
+Key: SHA-256 of the model's files, the training rows, the config, and the versions of
+the libraries that train (torch, transformers, peft, trl). Entries live in
+`runs/cache/<key>/` (git-ignored); delete the folder to start clean.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from importlib.metadata import version
+from pathlib import Path
+
+from slmlab import RUNS_DIR
+
+CACHE_DIR = Path(os.environ.get("SLMLAB_CACHE_DIR", RUNS_DIR / "cache"))
+LIBRARIES = ("torch", "transformers", "peft", "trl")
+
+
+def files_digest(directory: str | os.PathLike) -> str:
+    """SHA-256 over every file's relative path and bytes under `directory`."""
+    digest = hashlib.sha256()
+    root = Path(directory)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(model_dir: str | os.PathLike, rows: Iterable[dict], config: dict) -> str:
+    """The key of an artifact trained from `model_dir` on `rows` with `config`."""
+    content = {
+        "model": files_digest(model_dir),
+        "rows": hashlib.sha256(json.dumps(list(rows), sort_keys=True).encode()).hexdigest(),
+        "config": config,
+        "versions": {name: version(name) for name in LIBRARIES},
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def lookup(key: str, cache_dir: Path = CACHE_DIR) -> Path | None:
+    """The entry's folder if a complete one exists, else None."""
+    entry = Path(cache_dir) / key
+    return entry if (entry / "COMPLETE").exists() else None
+
+
+def store(key: str, write: Callable[[Path], None], cache_dir: Path = CACHE_DIR) -> Path:
+    """Let `write(folder)` fill a temporary folder, then publish it under `key`.
+
+    The rename is atomic: a run killed while writing never leaves a half entry behind.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
+    try:
+        write(staging)
+        (staging / "COMPLETE").write_text("")
+        entry = cache_dir / key
+        shutil.rmtree(entry, ignore_errors=True)  # an incomplete older entry
+        staging.rename(entry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return entry

@@ -1,0 +1,173 @@
+"""`make bench`: the course's speed, memory and headline figures in one file.
+
+`python -m slmlab.bench [--with-tests]` runs every lab with its defaults (papermill, as
+`make course` does) into `runs/bench/`, times each lab, samples the peak resident memory
+of the whole process tree (runner + kernels + builder/Olive subprocesses), measures this
+machine's matmul rate, and writes `runs/bench.json` with fixed keys, then prints a table.
+All figures of one run come from the same machine and the same hour, so their ratios mean
+something even on a noisy machine. It is a benchmark, not a test: nothing here asserts.
+"""
+
+import json
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab.course import run_lab
+
+
+class TreeMemory:
+    """Peak RSS (MB) of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, every_s: float = 0.2):
+        self.every_s, self.peak_mb = every_s, 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._done.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:  # a child that just ended
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 1e6)
+            time.sleep(self.every_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """This machine's fp32 matmul rate with torch's threads: 2·n³ FLOPs per product."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def decode_flops_per_token(config: dict, context: int) -> float:
+    """FLOPs of one decoded token with a KV cache: 2 per weight of every matmul (the
+    embedding lookup is free), plus attention over `context` cached positions
+    (q·K and p·V: 2 · 2 · context · hidden per layer)."""
+    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+    mlp, vocab = config["intermediate_size"], config["vocab_size"]
+    per_layer = hidden * 3 * hidden + hidden * hidden + hidden * 2 * mlp + mlp * hidden
+    matmul_weights = layers * per_layer + hidden * vocab   # + lm_head
+    return 2 * matmul_weights + layers * 4 * context * hidden
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    flags = Path("/proc/cpuinfo").read_text()
+    return {"cpu": cpu, "cores": psutil.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "avx512": " avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def figures(lab_metrics: dict[str, dict], config: dict, context: int, gflops: float) -> dict:
+    """The fixed keys of bench.json from the labs' metrics.json files (None if a lab failed)."""
+    def get(lab: str, *path):
+        value = lab_metrics.get(lab)
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    distill, sft_lab = "01_distillation", "03_peft_lora_sft"
+    results = get("05_merge_int4_export", "results") or {}
+    fp32, int4, torch_fp32 = (results.get(k, {}) for k in ("ONNX fp32", "ONNX int4",
+                                                            "PyTorch fp32"))
+    parity = get("05_merge_int4_export", "greedy_parity", "onnx_fp32")
+    kept = get(distill, "accuracy_kept_percent")
+    flops = decode_flops_per_token(config, context)
+    return {
+        "lora_acc_before": get(sft_lab, "accuracy_before"),
+        "lora_acc_after": get(sft_lab, "accuracy_after"),
+        "lora_train_seconds": get(sft_lab, "train_runtime_s"),
+        "lora_trainable_pct": get(sft_lab, "trainable_percent"),
+        "distill_params_ratio": get(distill, "params_ratio"),
+        "distill_accuracy_kept": None if kept is None else round(kept / 100, 4),
+        "distill_latency_ratio": get(distill, "latency_ratio"),
+        "distill_memory_ratio": get(distill, "memory_ratio"),
+        "qlora_memory_ratio": get("04_qlora", "whole_model_memory_ratio"),
+        "qlora_acc_delta_pts": get("04_qlora", "accuracy_gap_points"),
+        "int4_size_ratio": round(int4["size_mb"] / fp32["size_mb"], 4) if int4 and fp32 else None,
+        "int4_decode_speedup": round(int4["tokens_per_s"] / torch_fp32["tokens_per_s"], 2)
+        if int4 and torch_fp32 else None,
+        "onnx_fp32_token_parity": None if parity is None
+        else round(int(parity.split("/")[0]) / int(parity.split("/")[1]), 4),
+        "int4_acc_drop_pts": get("05_merge_int4_export", "accuracy_drop_points"),
+        "int4_decode_tokens_per_s": round(int4["tokens_per_s"]) if int4 else None,
+        "decode_bound_tokens_per_s": round(gflops * 1e9 / flops),
+        "decode_bound_how": f"{gflops:.1f} GFLOP/s fp32 matmul (1024², torch) / "
+                            f"{flops / 1e6:.2f} MFLOP per token (2 per matmul weight incl. "
+                            f"lm_head, + attention over {context} cached tokens)",
+    }
+
+
+def run(with_tests: bool = False, runs_dir: Path = RUNS_DIR / "bench") -> dict:
+    labs = sorted((REPO_ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
+    lab_seconds, lab_metrics = {}, {}
+    with TreeMemory() as memory:
+        course_start = time.perf_counter()
+        for lab in labs:
+            start = time.perf_counter()
+            print(f"bench: {lab.stem:26} ", end="", flush=True)
+            try:
+                run_lab(lab, runs_dir)
+                lab_metrics[lab.stem] = json.loads((runs_dir / lab.stem / "metrics.json")
+                                                   .read_text())
+                status = "ok"
+            except Exception as error:  # noqa: BLE001 - a failed lab is a figure, not a crash
+                status = f"FAILED ({type(error).__name__})"
+            lab_seconds[lab.stem] = round(time.perf_counter() - start, 1)
+            print(f"{lab_seconds[lab.stem]:6.1f} s  {status}", flush=True)
+        course_seconds = round(time.perf_counter() - course_start, 1)
+    config = json.loads((REPO_ROOT / "models" / "tiny-phi3-teacher" / "config.json").read_text())
+    context = 40  # the chat prompt (~8 tokens) plus lab 05's 32 decoded tokens
+    bench = {"machine": machine(), "course_seconds": course_seconds,
+             "course_peak_rss_mb": round(memory.peak_mb), "lab_seconds": lab_seconds,
+             **figures(lab_metrics, config, context, matmul_gflops())}
+    if with_tests:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=REPO_ROOT, check=False)
+        bench["test_seconds"] = round(time.perf_counter() - start, 1)
+    path = RUNS_DIR / "bench.json"
+    path.write_text(json.dumps(bench, indent=2))
+    print_table(bench)
+    print(f"written: {path}")
+    return bench
+
+
+def print_table(bench: dict) -> None:
+    print(f"\nmachine: {bench['machine']['cpu']}, {bench['machine']['cores']} cores, "
+          f"AVX512 {'yes' if bench['machine']['avx512'] else 'no'}")
+    for key, value in bench.items():
+        if key == "lab_seconds":
+            for lab, seconds in value.items():
+                print(f"  {'lab ' + lab[:2] + ' seconds':32} {seconds}")
+        elif key != "machine":
+            print(f"  {key:32} {value}")
+
+
+if __name__ == "__main__":
+    run(with_tests="--with-tests" in sys.argv)
