@@ -66,3 +66,11 @@ def test_gradients_flow_through_4bit_layers_after_an_eval_pass(fixed):
         return
     expected = dequantized.sum(dim=0).expand(3, 64)
     assert torch.allclose(x.grad, expected, atol=1e-4)
+
+
+def test_cpu_repacking_check_agrees_with_bitsandbytes_layers():
+    """Lab 04 trains the no-workaround run only where bitsandbytes repacks (AVX512-BF16)."""
+    import bitsandbytes as bnb
+
+    layer = bnb.nn.Linear4bit(64, 64, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+    assert qlora.cpu_repacks_4bit() == bool(layer.support_avx512bf16_for_cpu)

@@ -169,5 +169,22 @@ def print_table(bench: dict) -> None:
             print(f"  {key:32} {value}")
 
 
+def markdown(bench: dict) -> str:
+    """The README's Results table for a bench.json."""
+    m = bench["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, AVX512 {'yes' if m['avx512'] else 'no'}"
+             f" (AVX512-BF16 {'yes' if m['avx512_bf16'] else 'no'}), torch {m['torch']} with "
+             f"{m['torch_threads']} threads.", "", "| figure | value |", "|---|---|"]
+    for key, value in bench.items():
+        if key == "lab_seconds":
+            lines += [f"| lab {lab[:2]} seconds | {sec} |" for lab, sec in value.items()]
+        elif key != "machine":
+            lines.append(f"| `{key}` | {value} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    run(with_tests="--with-tests" in sys.argv)
+    if "--markdown" in sys.argv:  # print the README table of the last run
+        print(markdown(json.loads((RUNS_DIR / "bench.json").read_text())))
+    else:
+        run(with_tests="--with-tests" in sys.argv)
