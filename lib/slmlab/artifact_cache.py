@@ -6,8 +6,9 @@ so the first lab that trains it stores it under a key made of everything that de
 the result, and later labs load it instead of training it again. A lab whose key is not
 in the cache builds the artifact itself: the cache saves time, never changes a result.
 
-Key: SHA-256 of the model's files, the training rows, the config, and the versions of
-the libraries that train (torch, transformers, peft, trl). Entries live in
+Key: SHA-256 of the model's files, the training rows, the config (the caller adds what
+else decides the result, e.g. a hash of its training code), and the versions of the
+libraries that train (torch, transformers, peft, trl). Entries live in
 `runs/cache/<key>/` (git-ignored); delete the folder to start clean.
 """
 

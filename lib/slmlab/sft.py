@@ -7,6 +7,7 @@ microsoft/Phi-3-mini-4k-instruct --bf16 ...` (see README, "Scale-out").
 """
 
 import argparse
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -98,13 +99,15 @@ def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
 
     The same call in labs 04, 05 and 06 trains once: the adapter is stored in the
     content-addressed cache (`artifact_cache`) and loaded by the next lab with the same
-    model files, rows, settings and library versions. `info["source"]` says which
-    happened; `info["train_seconds"]` is the original training time either way.
+    model files, rows, settings, training code and library versions. `info["source"]`
+    says which happened; `info["train_seconds"]` is the original training time either way.
     """
     rows = list(load_tone("train") if rows is None else rows)
     settings = {"recipe": "sft.train_adapter", "r": r, "alpha": 2 * r, "dropout": 0.05,
                 "max_steps": max_steps, "learning_rate": learning_rate,
-                "batch_size": batch_size, "seed": seed}
+                "batch_size": batch_size, "seed": seed,
+                # this file's code too: a changed preset (sft_config) must not reuse old adapters
+                "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
     key = artifact_cache.cache_key(zoo.resolve(model_id), rows, settings)
     cache_dir = Path(cache_dir or artifact_cache.CACHE_DIR)
     entry = artifact_cache.lookup(key, cache_dir) if use_cache else None
