@@ -51,7 +51,7 @@ labs: $(STAMP)
 	@$(BIN)/python -m slmlab.labgen
 
 lint: $(STAMP)
-	@$(BIN)/ruff check lib tests solutions labs
+	@$(BIN)/ruff check conftest.py lib tests solutions labs
 
 clean:
 	rm -rf runs .pytest_cache
