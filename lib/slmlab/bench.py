@@ -20,7 +20,9 @@ import psutil
 import torch
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.course import run_lab
+from slmlab.course import run_labs
+from slmlab.environment import describe
+from slmlab.report import collect
 
 
 class TreeMemory:
@@ -75,13 +77,14 @@ def decode_flops_per_token(config: dict, context: int) -> float:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    flags = Path("/proc/cpuinfo").read_text()
-    return {"cpu": cpu, "cores": psutil.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "avx512": " avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
-            "python": platform.python_version(), "torch": torch.__version__}
+    """The CPU's name and AVX512 flags, beside lab 00's environment figures."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                if line.startswith("model name")), platform.processor())
+    env = describe()
+    return {"cpu": cpu, "cores": env["cpu_cores"], "torch_threads": env["torch_threads"],
+            "avx512": " avx512f" in cpuinfo, "avx512_bf16": "avx512_bf16" in cpuinfo,
+            "python": env["python"], "torch": torch.__version__}
 
 
 def figures(lab_metrics: dict[str, dict], config: dict, context: int, gflops: float) -> dict:
@@ -126,22 +129,13 @@ def figures(lab_metrics: dict[str, dict], config: dict, context: int, gflops: fl
 
 def run(with_tests: bool = False, runs_dir: Path = RUNS_DIR / "bench") -> dict:
     labs = sorted((REPO_ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
-    lab_seconds, lab_metrics = {}, {}
     with TreeMemory() as memory:
         course_start = time.perf_counter()
-        for lab in labs:
-            start = time.perf_counter()
-            print(f"bench: {lab.stem:26} ", end="", flush=True)
-            try:
-                run_lab(lab, runs_dir)
-                lab_metrics[lab.stem] = json.loads((runs_dir / lab.stem / "metrics.json")
-                                                   .read_text())
-                status = "ok"
-            except Exception as error:  # noqa: BLE001 - a failed lab is a figure, not a crash
-                status = f"FAILED ({type(error).__name__})"
-            lab_seconds[lab.stem] = round(time.perf_counter() - start, 1)
-            print(f"{lab_seconds[lab.stem]:6.1f} s  {status}", flush=True)
+        # a failed lab is a missing figure, not a crash of the benchmark
+        lab_seconds, failed = run_labs(labs, runs_dir, tolerate=(Exception,))
         course_seconds = round(time.perf_counter() - course_start, 1)
+    lab_metrics = {lab: metrics for lab, metrics in collect(runs_dir).items()
+                   if lab in lab_seconds and lab not in failed}  # never an older run's figures
     config = json.loads((REPO_ROOT / "models" / "tiny-phi3-teacher" / "config.json").read_text())
     context = 40  # the chat prompt (~8 tokens) plus lab 05's 32 decoded tokens
     bench = {"machine": machine(), "course_seconds": course_seconds,

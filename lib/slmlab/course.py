@@ -55,22 +55,33 @@ def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
     return executed
 
 
-def run_course(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR,
-               quick: bool = False) -> Path:
-    notebooks = sorted(labs_dir.glob("[0-9][0-9]_*.ipynb"))
-    if not notebooks:
-        sys.exit(f"no labs found in {labs_dir}")
-    failed = []
+def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = False,
+             tolerate: tuple[type[BaseException], ...] = (papermill.PapermillExecutionError,),
+             ) -> tuple[dict[str, float], list[str]]:
+    """Run `notebooks` in order, one progress line each; a lab that fails with an error in
+    `tolerate` is reported and the next one runs. Returns (seconds per lab, failed labs)."""
+    seconds, failed = {}, []
     for number, notebook in enumerate(notebooks, start=1):
         print(f"[{number}/{len(notebooks)}] {notebook.stem:26} ", end="", flush=True)
         start = time.perf_counter()
         try:
             parameters = QUICK_PARAMETERS.get(notebook.stem, {}) if quick else {}
-            executed = run_lab(notebook, runs_dir, **parameters)
-            print(f"done in {time.perf_counter() - start:4.0f} s -> {executed}", flush=True)
-        except papermill.PapermillExecutionError as error:
+            status = f"done -> {run_lab(notebook, runs_dir, **parameters)}"
+        except tolerate as error:
             failed.append(notebook.stem)
-            print(f"FAILED: {error.ename}: {error.evalue}", flush=True)
+            status = (f"FAILED: {getattr(error, 'ename', type(error).__name__)}: "
+                      f"{getattr(error, 'evalue', error)}")
+        seconds[notebook.stem] = round(time.perf_counter() - start, 1)
+        print(f"{seconds[notebook.stem]:6.1f} s  {status}", flush=True)
+    return seconds, failed
+
+
+def run_course(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR,
+               quick: bool = False) -> Path:
+    notebooks = sorted(labs_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        sys.exit(f"no labs found in {labs_dir}")
+    _, failed = run_labs(notebooks, runs_dir, quick)
     report = write_report(runs_dir)
     print(f"report: {report}")
     if failed:
