@@ -34,10 +34,12 @@ zoo: $(STAMP)
 
 # QUICK=1: every lab with a few training steps and its headline checks off (a few minutes)
 course: setup
-	@$(BIN)/python -m slmlab.course $(if $(QUICK),--quick)
+	@$(BIN)/python -m slmlab.course $(if $(QUICK),--quick) $(if $(JOBS),--jobs $(JOBS))
 
+# Two pytest workers with one thread each use both cores better than one worker with two
+# (kernel starts, imports and subprocesses are single-threaded); see conftest.py.
 test: setup
-	@$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest -n 2
 
 # Speed, memory and headline figures of a full course run -> runs/bench.json (a benchmark,
 # not a test). BENCH_TESTS=1 also times the test suite.

@@ -10,6 +10,10 @@ speed (tests/notebooks/iopub_flood.ipynb reproduces the flood; tests/test_iopub_
 shows it fails without this).
 """
 
+import os
+import sys
+
+import pytest
 import zmq
 from jupyter_client.client import KernelClient
 
@@ -23,3 +27,38 @@ def _start_channels_keeping_every_message(self, *args, **kwargs):
 
 
 KernelClient.start_channels = _start_channels_keeping_every_message
+
+
+# --- Two workers (`make test` runs `pytest -n 2`) --------------------------------------
+# Kernel starts, imports, Olive subprocesses and ONNX builds run on one core, so two
+# workers with one thread each finish the suite sooner than one worker with two threads.
+# Two workers with two threads each would oversubscribe the cores (OpenMP threads then
+# spin against each other and a job can run ~15x slower), hence one thread per worker; the
+# kernels nbval and papermill start inherit it through the environment.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    """Each notebook's cells on one worker, in order; every other test on its own.
+
+    nbval's cells share one kernel. xdist's `loadgroup` cannot group them under pytest 9
+    (it renames node ids, which pytest 9 no longer reads), and `loadscope` would also
+    bind all of a test module's tests (the nine quick lab runs) to one worker.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(".ipynb") else nodeid
+
+    return NotebookScheduling(config, log)

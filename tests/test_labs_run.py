@@ -14,7 +14,7 @@ import re
 import nbformat
 import pytest
 
-from slmlab import REPO_ROOT
+from slmlab import REPO_ROOT, qlora
 from slmlab.course import QUICK_PARAMETERS, run_lab
 
 LABS = sorted((REPO_ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
@@ -44,3 +44,18 @@ def test_lab_runs_end_to_end_with_its_scaffolds(lab, tmp_path):
     assert scaffolds, f"{lab.name} has no exercise scaffold"
     # each unfinished exercise said so and the lab went on with the reference
     assert 1 <= printed.count("not done yet") <= scaffolds, printed[-2000:]
+
+
+@pytest.mark.slow
+def test_lab04_runs_its_fallback_to_the_end_without_4bit(tmp_path, monkeypatch):
+    # as on a machine where bitsandbytes' 4-bit path does not run: the kernel inherits this
+    monkeypatch.setenv(qlora.NO_4BIT_VARIABLE, "1")
+    lab = REPO_ROOT / "labs" / "04_qlora.ipynb"
+    executed = run_lab(lab, runs_dir=tmp_path, **QUICK_PARAMETERS[lab.stem])
+    metrics = json.loads((executed.parent / "metrics.json").read_text())
+    assert metrics["four_bit_available"] is False and not metrics["memory_figures_measured"]
+    assert list(metrics["runs"]) == ["LoRA, fp32 base"] and metrics["accuracy_gap_points"] is None
+    assert metrics["linear_memory_ratio"] > 1  # from the byte formula, labelled as such
+    printed = "".join(output.get("text", "") for cell in nbformat.read(executed, 4).cells
+                      for output in cell.get("outputs", []))
+    assert "NOT AVAILABLE" in printed and "QLoRA training skipped" in printed

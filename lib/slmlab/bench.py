@@ -20,7 +20,7 @@ import psutil
 import torch
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.course import run_labs
+from slmlab.course import COURSE_JOBS, run_labs
 from slmlab.environment import describe
 from slmlab.report import collect
 
@@ -132,18 +132,20 @@ def run(with_tests: bool = False, runs_dir: Path = RUNS_DIR / "bench") -> dict:
     with TreeMemory() as memory:
         course_start = time.perf_counter()
         # a failed lab is a missing figure, not a crash of the benchmark
-        lab_seconds, failed = run_labs(labs, runs_dir, tolerate=(Exception,))
+        lab_seconds, failed = run_labs(labs, runs_dir, tolerate=(Exception,), jobs=COURSE_JOBS)
         course_seconds = round(time.perf_counter() - course_start, 1)
     lab_metrics = {lab: metrics for lab, metrics in collect(runs_dir).items()
                    if lab in lab_seconds and lab not in failed}  # never an older run's figures
     config = json.loads((REPO_ROOT / "models" / "tiny-phi3-teacher" / "config.json").read_text())
     context = 40  # the chat prompt (~8 tokens) plus lab 05's 32 decoded tokens
-    bench = {"machine": machine(), "course_seconds": course_seconds,
+    bench = {"machine": machine() | {"labs_side_by_side": COURSE_JOBS},
+             "course_seconds": course_seconds,
              "course_peak_rss_mb": round(memory.peak_mb), "lab_seconds": lab_seconds,
              **figures(lab_metrics, config, context, matmul_gflops())}
     if with_tests:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=REPO_ROOT, check=False)
+        subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-q"], cwd=REPO_ROOT,
+                       check=False)  # `make test`'s command
         bench["test_seconds"] = round(time.perf_counter() - start, 1)
     path = RUNS_DIR / "bench.json"
     path.write_text(json.dumps(bench, indent=2))

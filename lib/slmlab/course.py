@@ -7,9 +7,13 @@ in order, with `output_dir` pointed at `runs/<lab>/`, shows progress, and then w
 see in a few minutes that every lab runs end to end (the test suite runs labs/ this way).
 """
 
+import argparse
+import json
+import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import papermill
@@ -55,33 +59,85 @@ def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
     return executed
 
 
+def _failure(error: BaseException) -> str:
+    return (f"FAILED: {getattr(error, 'ename', type(error).__name__)}: "
+            f"{getattr(error, 'evalue', error)}")
+
+
+def _timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | None,
+               tolerate: tuple[type[BaseException], ...]) -> tuple[float, str, bool]:
+    """(seconds, status line, ok) of one lab; runs in the caller or in a pool worker."""
+    if threads:  # the kernel papermill starts inherits the environment
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
+    try:
+        status, ok = f"done -> {run_lab(notebook, runs_dir, **parameters)}", True
+    except tolerate as error:  # reported as text: papermill's errors do not pickle
+        status, ok = _failure(error), False
+    return round(time.perf_counter() - start, 1), status, ok
+
+
+def _longest_first(notebooks: list[Path], runs_dir: Path) -> list[Path]:
+    """Labs ordered by their last run's duration (papermill records it), longest first, so
+    two workers finish together; labs never run go first, the later (longer) labs leading."""
+    def last_seconds(notebook: Path) -> float:
+        executed = runs_dir / notebook.stem / notebook.name
+        try:
+            return json.loads(executed.read_text())["metadata"]["papermill"]["duration"] or 0
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("inf")
+    return sorted(reversed(notebooks), key=last_seconds, reverse=True)
+
+
 def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = False,
              tolerate: tuple[type[BaseException], ...] = (papermill.PapermillExecutionError,),
-             ) -> tuple[dict[str, float], list[str]]:
-    """Run `notebooks` in order, one progress line each; a lab that fails with an error in
-    `tolerate` is reported and the next one runs. Returns (seconds per lab, failed labs)."""
+             jobs: int = 1) -> tuple[dict[str, float], list[str]]:
+    """Run `notebooks`, one progress line per lab; a lab that fails with an error in
+    `tolerate` is reported and the others run. Returns (seconds per lab, failed labs).
+
+    `jobs` > 1 runs that many labs at once, sharing the cores' threads: much of a lab is
+    single-threaded (kernel start, imports, Olive subprocesses, ONNX builds), so on 2
+    cores two labs side by side with one thread each end sooner than one after the other
+    with two threads.
+    Labs share only the artifact cache, whose entries are written atomically.
+    """
     seconds, failed = {}, []
-    for number, notebook in enumerate(notebooks, start=1):
-        print(f"[{number}/{len(notebooks)}] {notebook.stem:26} ", end="", flush=True)
-        start = time.perf_counter()
-        try:
-            parameters = QUICK_PARAMETERS.get(notebook.stem, {}) if quick else {}
-            status = f"done -> {run_lab(notebook, runs_dir, **parameters)}"
-        except tolerate as error:
+
+    def record(number: int, notebook: Path, outcome: tuple[float, str, bool]) -> None:
+        seconds[notebook.stem], status, ok = outcome
+        if not ok:
             failed.append(notebook.stem)
-            status = (f"FAILED: {getattr(error, 'ename', type(error).__name__)}: "
-                      f"{getattr(error, 'evalue', error)}")
-        seconds[notebook.stem] = round(time.perf_counter() - start, 1)
-        print(f"{seconds[notebook.stem]:6.1f} s  {status}", flush=True)
-    return seconds, failed
+        print(f"[{number}/{len(notebooks)}] {notebook.stem:26} "
+              f"{seconds[notebook.stem]:6.1f} s  {status}", flush=True)
+
+    def parameters(notebook: Path) -> dict:
+        return QUICK_PARAMETERS.get(notebook.stem, {}) if quick else {}
+
+    if jobs <= 1:
+        for number, notebook in enumerate(notebooks, start=1):
+            record(number, notebook, _timed_lab(notebook, runs_dir, parameters(notebook),
+                                                None, tolerate))
+        return seconds, failed
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # never more threads than cores
+    print(f"{len(notebooks)} labs, {jobs} at a time, {threads} thread(s) each", flush=True)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        running = {pool.submit(_timed_lab, notebook, runs_dir, parameters(notebook), threads,
+                               tolerate): notebook
+                   for notebook in _longest_first(notebooks, runs_dir)}
+        for number, done in enumerate(as_completed(running), start=1):
+            record(number, running[done], done.result())
+    return {lab: seconds[lab] for lab in sorted(seconds)}, sorted(failed)
+
+
+COURSE_JOBS = 2  # labs side by side in `make course` and `make bench` (see run_labs)
 
 
 def run_course(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR,
-               quick: bool = False) -> Path:
+               quick: bool = False, jobs: int = COURSE_JOBS) -> Path:
     notebooks = sorted(labs_dir.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
         sys.exit(f"no labs found in {labs_dir}")
-    _, failed = run_labs(notebooks, runs_dir, quick)
+    _, failed = run_labs(notebooks, runs_dir, quick, jobs=jobs)
     report = write_report(runs_dir)
     print(f"report: {report}")
     if failed:
@@ -89,8 +145,16 @@ def run_course(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR,
     return report
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run every lab with papermill; write the report")
+    parser.add_argument("--quick", action="store_true", help="QUICK_PARAMETERS: a few steps each")
+    parser.add_argument("--jobs", type=int, default=COURSE_JOBS, help="labs run side by side")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be 1 or more, not {args.jobs}")
+    run_course(runs_dir=RUNS_DIR / "quick" if args.quick else RUNS_DIR, quick=args.quick,
+               jobs=args.jobs)
+
+
 if __name__ == "__main__":
-    if "--quick" in sys.argv:
-        run_course(runs_dir=RUNS_DIR / "quick", quick=True)
-    else:
-        run_course()
+    main()

@@ -5,8 +5,14 @@ path really runs on this machine (so the lab can say so in one line when it does
 and gives a plain-PyTorch NF4 round trip that teaches the format on any CPU.
 """
 
+import os
+
 import torch
 from torch import nn
+
+# Set to 1 to run the labs as on a machine where bitsandbytes' 4-bit path does not work
+# (the test suite checks that lab 04 then runs its documented fallback to the end).
+NO_4BIT_VARIABLE = "SLMLAB_NO_4BIT"
 
 # The 16 NF4 levels of the QLoRA paper: quantiles of a standard normal, scaled to [-1, 1].
 NF4_LEVELS = torch.tensor([
@@ -27,6 +33,8 @@ def four_bit_config(compute_dtype: torch.dtype = torch.float32):
 
 def four_bit_status() -> tuple[bool, str]:
     """(works, one-line reason): can bitsandbytes quantize and multiply in 4 bits here?"""
+    if os.environ.get(NO_4BIT_VARIABLE) == "1":
+        return False, f"4-bit switched off by {NO_4BIT_VARIABLE}=1 (as on a machine without it)"
     try:
         import bitsandbytes as bnb
 
@@ -72,6 +80,22 @@ def linear_weight_bytes(model: nn.Module) -> dict:
                 total += state.state2.code.numel() * state.state2.code.element_size()
         count += 1
     return {"bytes": total, "layers": count}
+
+
+def four_bit_bytes(n_weights: int, block_size: int = 64) -> int:
+    """Bytes of one nf4 layer with double quantization: 4-bit codes, an 8-bit scale per
+    block, an fp32 scale per 256 block scales, and the 256-entry fp32 code book."""
+    n_blocks = n_weights // block_size
+    return n_weights // 2 + n_blocks + -(-n_blocks // 256) * 4 + 256 * 4
+
+
+def linear_share(hidden: int, layers: int, intermediate: int, vocab: int,
+                 tied: bool = False) -> float:
+    """Fraction of a Phi-3 model's weights in its decoder linear layers (norms ignored):
+    fused qkv (3 x hidden), o, fused gate_up (2 x intermediate) and down per layer."""
+    per_layer = hidden * 3 * hidden + hidden * hidden + 3 * hidden * intermediate
+    embeddings = vocab * hidden * (1 if tied else 2)  # input table, and lm_head unless tied
+    return layers * per_layer / (layers * per_layer + embeddings)
 
 
 def cpu_repacks_4bit() -> bool:

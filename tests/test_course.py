@@ -1,0 +1,60 @@
+"""The course runner: labs side by side, one thread each, a failing lab reported, not fatal."""
+
+import json
+import os
+
+import nbformat
+import papermill
+
+from slmlab.course import _longest_first, run_labs
+
+
+def tiny_lab(path, body: str):
+    """A notebook with a parameters cell and `body`, which writes metrics.json."""
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('output_dir = "."')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell(body)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_labs_run_side_by_side_with_one_thread_each_and_a_failure_is_reported(tmp_path, capsys):
+    labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
+    labs_dir.mkdir()
+    writes_threads = ("import json, os, pathlib\n"
+                      "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps("
+                      "{'threads': os.environ.get('OMP_NUM_THREADS'), 'pid': os.getpid()}))")
+    good = [tiny_lab(labs_dir / f"0{n}_good.ipynb", writes_threads) for n in (1, 2)]
+    bad = tiny_lab(labs_dir / "03_bad.ipynb", "raise ValueError('broken on purpose')")
+    seconds, failed = run_labs([*good, bad], runs_dir, jobs=2)
+    assert sorted(seconds) == ["01_good", "02_good", "03_bad"]
+    assert failed == ["03_bad"]
+    printed = capsys.readouterr().out
+    assert "2 at a time" in printed and "FAILED: ValueError: broken on purpose" in printed
+    expected_threads = str(max(1, (os.cpu_count() or 1) // 2))
+    for lab in good:
+        metrics = json.loads((runs_dir / lab.stem / "metrics.json").read_text())
+        assert metrics["threads"] == expected_threads
+
+
+def test_one_at_a_time_stops_on_errors_it_does_not_tolerate(tmp_path):
+    bad = tiny_lab(tmp_path / "01_bad.ipynb", "raise ValueError('broken on purpose')")
+    try:
+        run_labs([bad], tmp_path / "runs", tolerate=())
+    except papermill.PapermillExecutionError as error:
+        assert error.ename == "ValueError"
+    else:
+        raise AssertionError("an error outside `tolerate` must propagate")
+
+
+def test_longest_labs_start_first(tmp_path):
+    labs = [tmp_path / f"0{n}_lab.ipynb" for n in range(4)]
+    for lab, seconds in zip(labs[:3], (30.0, 300.0, 5.0), strict=True):
+        (tmp_path / lab.stem).mkdir()
+        (tmp_path / lab.stem / lab.name).write_text(
+            json.dumps({"metadata": {"papermill": {"duration": seconds}}}))
+    # never run (03) first: its length is unknown; then by the last run's duration
+    assert [lab.stem[:2] for lab in _longest_first(labs, tmp_path)] == ["03", "01", "00", "02"]
