@@ -89,3 +89,49 @@ def test_notebook_conventions(path):
     else:
         assert "# BEGIN SOLUTION" not in sources and "todo(" in sources
     json.dumps(notebook)  # serialisable, no stray objects
+
+
+def _rejected_with(name, wrong, reference, cases, hint, expected_words):
+    with pytest.raises(AssertionError) as raised:
+        check(name, wrong, reference, cases, hint=hint)
+    assert all(word in str(raised.value) for word in expected_words), str(raised.value)
+
+
+def test_a_kd_loss_with_the_wrong_reduction_is_rejected_with_a_useful_hint():
+    import torch.nn.functional as F
+
+    from slmlab.distill import kd_loss
+
+    def mean_reduction(label_logits, logits, teacher_probs, targets, temperature, alpha):
+        soft = F.kl_div(F.log_softmax(label_logits / temperature, -1), teacher_probs,
+                        reduction="mean")
+        return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(logits, targets)
+
+    generator = torch.Generator().manual_seed(0)
+    case = (torch.randn(5, 4, generator=generator), torch.randn(5, 30, generator=generator),
+            torch.softmax(torch.randn(5, 4, generator=generator), -1),
+            torch.randint(0, 30, (5,), generator=generator), 2.0, 0.5)
+    # the lab's own hint text: read it from the notebook so the test tracks what learners see
+    notebook = (REPO_ROOT / "solutions" / "01_distillation.ipynb").read_text()
+    assert "reduction='batchmean'" in notebook
+    _rejected_with("kd_loss", mean_reduction, kd_loss, [case],
+                   "check the KL term: reduction='batchmean'", ["kd_loss", "batchmean"])
+
+
+def test_softening_without_the_temperature_is_rejected():
+    from slmlab.distill import soften
+
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0]])
+    with pytest.raises(AssertionError, match="soften"):
+        check("soften", lambda x, t: torch.softmax(x, -1), soften, [(logits, 2.0)])
+
+
+def test_a_merge_without_the_lora_scale_is_rejected_with_its_hint():
+    from slmlab.export import merged_weight
+
+    generator = torch.Generator().manual_seed(0)
+    case = (torch.randn(6, 4, generator=generator), torch.randn(2, 4, generator=generator),
+            torch.randn(6, 2, generator=generator), 4, 2)
+    _rejected_with("merge_weight", lambda w, a, b, alpha, r: w + b @ a, merged_weight, [case],
+                   "the update is scaled by alpha / r", ["merge_weight", "alpha / r"])
+    assert torch.allclose(merged_weight(*case), case[0] + 2 * case[2] @ case[1])

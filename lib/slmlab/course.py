@@ -23,23 +23,21 @@ from slmlab import REPO_ROOT, RUNS_DIR
 from slmlab.report import write_report
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
-# reference, metrics.json is written; only the headline asserts (which need the full
-# training budget) are off.
+# reference, metrics.json is written. The headline targets (which need the full training
+# budget) are reported, not asserted, as for any run off the defaults (slmlab.parameters).
 QUICK_PARAMETERS: dict[str, dict] = {
     "00_setup_tour": {"max_new_tokens": 8},
-    "01_distillation": {"teacher_steps": 6, "student_steps": 6, "n_synthetic": 40,
-                        "check_headlines": False},
-    "02_loralib_layer_swaps": {"steps": 6, "check_headlines": False},
+    "01_distillation": {"teacher_steps": 6, "student_steps": 6, "n_synthetic": 40},
+    "02_loralib_layer_swaps": {"steps": 6},
     "03_peft_lora_sft": {"max_steps": 6, "interrupt_at": 3, "compare_ranks": [8],
-                         "chat_steps": 3, "check_headlines": False},
-    "04_qlora": {"steps": 6, "check_headlines": False},
-    "05_merge_int4_export": {"train_steps": 6, "parity_prompts": 3, "new_tokens": 8,
-                             "check_headlines": False},
+                         "chat_steps": 3},
+    "04_qlora": {"steps": 6},
+    "05_merge_int4_export": {"train_steps": 6, "parity_prompts": 3, "new_tokens": 8},
     "06_olive_pipeline": {"olive_steps": 6, "cli_steps": 6, "adapter_steps": 6,
-                          "qlora_steps": 6, "new_tokens": 8, "check_headlines": False},
+                          "qlora_steps": 6, "new_tokens": 8},
     "07_tuning_and_evaluation": {"trials": 2, "trial_steps": 6, "overfit_steps": 20,
-                                 "custom_loss_steps": 6, "check_headlines": False},
-    "08_peft_methods_compared": {"steps": 6, "lora_ranks": [2, 4], "check_headlines": False},
+                                 "custom_loss_steps": 6},
+    "08_peft_methods_compared": {"steps": 6, "lora_ranks": [2, 4]},
 }
 
 

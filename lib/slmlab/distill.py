@@ -99,6 +99,11 @@ def kd_loss(student_label_logits: torch.Tensor, student_logits: torch.Tensor,
     return alpha * temperature**2 * soft + (1 - alpha) * hard
 
 
+def soften(label_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Reference for lab 01's exercise: the teacher's label distribution at a temperature."""
+    return torch.softmax(label_logits / temperature, dim=-1)
+
+
 def save_jsonl(rows: Sequence[dict], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

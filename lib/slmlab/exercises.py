@@ -23,10 +23,12 @@ def _same(got: Any, expected: Any) -> bool:
     return got == expected
 
 
-def check(name: str, solution: Callable, reference: Callable, cases: Sequence[tuple]) -> Callable:
+def check(name: str, solution: Callable, reference: Callable, cases: Sequence[tuple],
+          hint: str = "") -> Callable:
     """Run `solution` on each case's arguments and compare with `reference`.
 
     Returns the learner's function when it is right, the reference when it is not done.
+    A wrong answer fails with the case, both values and `hint` (the usual mistake).
     """
     for args in cases:
         expected = reference(*args)
@@ -36,7 +38,8 @@ def check(name: str, solution: Callable, reference: Callable, cases: Sequence[tu
             print(f"⏳ {name}: not done yet — using the reference so the lab can go on")
             return reference
         if not _same(got, expected):
-            raise AssertionError(f"✗ {name}{_short(args)} returned {got!r}, expected {expected!r}")
+            raise AssertionError(f"✗ {name}{_short(args)} returned {got!r}, expected "
+                                 f"{expected!r}" + (f" — {hint}" if hint else ""))
     print(f"✓ {name}: all {len(cases)} checks pass")
     return solution
 

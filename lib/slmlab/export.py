@@ -14,6 +14,11 @@ from slmlab.lexicon import TONES
 from slmlab.metrics import label_token_ids
 
 
+def merged_weight(weight, lora_A, lora_B, alpha: float, r: int):
+    """Reference for lab 05's exercise: the weight a LoRA layer computes with, as one matrix."""
+    return weight + (alpha / r) * lora_B @ lora_A
+
+
 def builder_command(model_dir: str | Path, out_dir: str | Path, precision: str,
                     adapter_path: str | Path | None = None,
                     quantize_embeddings: bool = False) -> list[str]:

@@ -12,7 +12,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from peft import (
@@ -59,7 +58,7 @@ def peft_config(method: str, rank: int = 8):
     """The PEFT config of each parameter-efficient method, on Phi-3's module names."""
     if method in ("lora", "qlora"):
         return tone_tuning.lora_config(rank, alpha=2 * rank, dropout=0.0)
-    if method == "ia3":  # learned scales on keys/values (qkv_proj) and the MLP input
+    if method == "ia3":  # scales qkv_proj's output (q, k and v: fused) and down_proj's input
         return IA3Config(task_type="CAUSAL_LM", target_modules=["qkv_proj", "down_proj"],
                          feedforward_modules=["down_proj"])
     if method == "prompt_tuning":  # 8 trainable "virtual token" embeddings before the input
@@ -94,7 +93,7 @@ def saved_size_mb(model) -> float:
     """What you would ship: the PEFT adapter files, or the whole model for full FT."""
     with tempfile.TemporaryDirectory() as directory:
         model.save_pretrained(directory)
-        return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file()) / 2**20
+        return zoo.size_on_disk_mb(directory)  # MB = 1e6 bytes, as everywhere in the course
 
 
 def run_method(method: str, model_id: str, train_rows, test_rows, steps: int,
