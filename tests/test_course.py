@@ -58,3 +58,26 @@ def test_longest_labs_start_first(tmp_path):
             json.dumps({"metadata": {"papermill": {"duration": seconds}}}))
     # never run (03) first: its length is unknown; then by the last run's duration
     assert [lab.stem[:2] for lab in _longest_first(labs, tmp_path)] == ["03", "01", "00", "02"]
+
+
+def test_a_failed_rerun_leaves_no_stale_figures_and_the_report_marks_it(tmp_path):
+    from slmlab.course import run_course
+    from slmlab.report import collect
+
+    labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
+    labs_dir.mkdir()
+    tiny_lab(labs_dir / "01_good.ipynb", "import json, pathlib\npathlib.Path(output_dir, "
+             "'metrics.json').write_text(json.dumps({'accuracy': 0.5}))")
+    tiny_lab(labs_dir / "02_bad.ipynb", "raise ValueError('broken on purpose')")
+    (runs_dir / "02_bad").mkdir(parents=True)
+    (runs_dir / "02_bad" / "metrics.json").write_text('{"accuracy": 0.99}')  # an older run
+    try:
+        run_course(labs_dir, runs_dir, jobs=1)
+    except SystemExit as stop:
+        assert "02_bad" in str(stop.code)  # a message, so the exit status is non-zero
+    else:
+        raise AssertionError("a failed lab must make the course exit non-zero")
+    assert not (runs_dir / "02_bad" / "metrics.json").exists()
+    # the report's figures: the good lab's only (its page is for a browser test, issue 15)
+    assert collect(runs_dir) == {"01_good": {"accuracy": 0.5}}
+    assert (runs_dir / "report.html").exists()

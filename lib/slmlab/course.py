@@ -45,6 +45,8 @@ def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
     """Execute one notebook with papermill; returns the executed copy's path."""
     out_dir = runs_dir / notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
+    # an earlier run's figures must not outlive a failed re-run (the report reads them)
+    (out_dir / "metrics.json").unlink(missing_ok=True)
     executed = out_dir / notebook.name
     with tempfile.TemporaryDirectory(prefix="slmlab-kernel-") as sockets:
         # local IPC sockets: no TCP port, and no "running over TCP without encryption"
@@ -136,7 +138,7 @@ def run_course(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR,
     if not notebooks:
         sys.exit(f"no labs found in {labs_dir}")
     _, failed = run_labs(notebooks, runs_dir, quick, jobs=jobs)
-    report = write_report(runs_dir)
+    report = write_report(runs_dir, failed)
     print(f"report: {report}")
     if failed:
         sys.exit(f"labs that failed: {', '.join(failed)} (executed copies are in {runs_dir})")
