@@ -13,6 +13,7 @@ import json
 import re
 
 import nbformat
+import papermill
 import pytest
 
 from slmlab import REPO_ROOT, qlora
@@ -62,3 +63,17 @@ def test_lab04_runs_its_fallback_to_the_end_without_4bit(tmp_path, monkeypatch):
     printed = "".join(output.get("text", "") for cell in nbformat.read(executed, 4).cells
                       for output in cell.get("outputs", []))
     assert "NOT AVAILABLE" in printed and "QLoRA training skipped" in printed
+
+
+@pytest.mark.slow
+def test_a_mistyped_parameter_stops_the_lab_in_its_first_code_cell(tmp_path):
+    # papermill's `-p compare_ranks "[]"` passes the text "[]"
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        run_lab(REPO_ROOT / "labs" / "03_peft_lora_sft.ipynb", runs_dir=tmp_path,
+                compare_ranks="[]")
+    error = raised.value
+    assert error.ename == "ParameterError"
+    assert error.evalue.startswith("03_peft_lora_sft: parameter compare_ranks = '[]' must be")
+    executed = nbformat.read(tmp_path / "03_peft_lora_sft" / "03_peft_lora_sft.ipynb", 4)
+    ran = [c for c in executed.cells if c.cell_type == "code" and c.get("execution_count")]
+    assert "check_parameters(" in ran[-1].source, "it stopped before any work was done"

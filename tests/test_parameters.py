@@ -1,8 +1,16 @@
-"""Headline targets are asserted only for a lab's default parameters."""
+"""Lab parameters: one clear line for a bad value; targets asserted only at the defaults."""
 
 import pytest
 
-from slmlab.parameters import changed_parameters, headline_checks, lab_defaults
+from slmlab import REPO_ROOT
+from slmlab.parameters import (
+    ParameterError,
+    changed_parameters,
+    check_parameters,
+    headline_checks,
+    lab_defaults,
+    validate,
+)
 
 
 def test_defaults_are_read_from_the_labs_parameters_cell():
@@ -34,9 +42,52 @@ def test_check_headlines_false_always_wins(capsys):
     assert "check_headlines = False" in capsys.readouterr().out
 
 
-def test_every_lab_with_targets_decides_this_way():
-    from slmlab import REPO_ROOT
-
-    for lab in sorted((REPO_ROOT / "solutions").glob("0[1-8]_*.ipynb")):
+def test_every_lab_checks_its_parameters_once_at_the_top():
+    for lab in sorted((REPO_ROOT / "solutions").glob("0[0-8]_*.ipynb")):
         text = lab.read_text()
-        assert f'headline_checks(check_headlines, \\"{lab.stem}\\", globals())' in text, lab.name
+        assert text.count(f'check_parameters(\\"{lab.stem}\\", globals())') == 1, lab.name
+
+
+def defaults_for(lab):
+    return lab_defaults(lab) | {"output_dir": "/tmp/somewhere"}
+
+
+@pytest.mark.parametrize(("lab", "change", "message"), [
+    ("03_peft_lora_sft", {"max_steps": "abc"},
+     "parameter max_steps = 'abc' must be a whole number >= 1; papermill's -p passes"),
+    ("03_peft_lora_sft", {"learning_rate": -0.001}, "learning_rate = -0.001 must be a number > 0"),
+    ("03_peft_lora_sft", {"learning_rate": 0}, "learning_rate = 0 must be a number > 0"),
+    ("04_qlora", {"rank": 0}, "parameter rank = 0 must be a whole number >= 1"),
+    ("03_peft_lora_sft", {"batch_size": 0}, "parameter batch_size = 0 must be a whole number"),
+    ("03_peft_lora_sft", {"compare_ranks": "[]"}, "compare_ranks = '[]' must be a list of whole"),
+    ("08_peft_methods_compared", {"lora_ranks": []}, "lora_ranks = [] must be a list of whole "
+                                                     "numbers >= 1, not empty"),
+    ("01_distillation", {"alpha": 1.5}, "parameter alpha = 1.5 must be a number from 0 to 1"),
+    ("04_qlora", {"show_cpu_pitfall": "yes"}, "show_cpu_pitfall = 'yes' must be True or False"),
+    ("03_peft_lora_sft", {"model_id": "phi-3-tiny"},
+     "model_id = 'phi-3-tiny' is not a zoo model (tiny-phi3-teacher, tiny-phi3-student)"),
+    ("01_distillation", {"student_id": "tiny"}, "student_id = 'tiny' is not a zoo model"),
+    ("02_loralib_layer_swaps", {"output_dir": str(REPO_ROOT / "labs" / "mine")},
+     "output_dir = "),
+])
+def test_a_bad_parameter_stops_the_lab_with_one_line(lab, change, message):
+    with pytest.raises(ParameterError) as raised:
+        validate(lab, defaults_for(lab) | change)
+    text = str(raised.value)
+    assert text.startswith(f"{lab}: parameter ") and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize(("lab", "change"), [
+    ("03_peft_lora_sft", {"chat_steps": 0}), ("03_peft_lora_sft", {"compare_ranks": []}),
+    ("03_peft_lora_sft", {"learning_rate": 1}), ("01_distillation", {"alpha": 0.0}),
+    ("07_tuning_and_evaluation", {"seed": 0, "search_seed": 3}),
+    ("00_setup_tour", {"model_id": "microsoft/Phi-3-mini-4k-instruct"}),  # zoo.load says more
+])
+def test_values_a_learner_may_choose_pass(lab, change):
+    validate(lab, defaults_for(lab) | change)
+    assert check_parameters(lab, defaults_for(lab) | change) is False  # off the defaults
+
+
+def test_the_defaults_pass_for_every_lab():
+    for lab in sorted(p.stem for p in (REPO_ROOT / "labs").glob("0[0-8]_*.ipynb")):
+        assert check_parameters(lab, lab_defaults(lab)) is True, lab

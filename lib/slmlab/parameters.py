@@ -1,4 +1,8 @@
-"""A lab's papermill parameters: its defaults, and whether this run keeps them.
+"""A lab's papermill parameters: checked at the top of the lab, and whether it keeps them.
+
+Each lab's first code cell after its parameters calls `check_parameters(lab, globals())`: a
+mistyped or out-of-range parameter stops the lab there with one line naming the
+parameter, the value and what is allowed, instead of a library traceback minutes later.
 
 A lab's headline targets (accuracy reached, ratios) are promises about its *default*
 configuration. A learner who runs it with other parameters (`-p rank 8`, another seed, fewer
@@ -9,6 +13,7 @@ hold for every parameter set and stay asserted.
 
 import ast
 import json
+import re
 from pathlib import Path
 
 from slmlab import REPO_ROOT
@@ -17,14 +22,77 @@ from slmlab import REPO_ROOT
 NOT_COMPARED = ("output_dir", "check_headlines")
 
 
-def lab_defaults(lab: str, labs_dir: Path = REPO_ROOT / "labs") -> dict:
-    """{name: value} of the cell tagged `parameters` in `labs_dir/<lab>.ipynb`."""
+class ParameterError(ValueError):
+    """A lab parameter with the wrong type or out of range (one line: name, value, rule)."""
+
+
+def _parameters_cell(lab: str, labs_dir: Path) -> str:
     notebook = json.loads((labs_dir / f"{lab}.ipynb").read_text())
     cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
-    source = "".join(cell["source"])
+    return "".join(cell["source"])
+
+
+def lab_defaults(lab: str, labs_dir: Path = REPO_ROOT / "labs") -> dict:
+    """{name: value} of the cell tagged `parameters` in `labs_dir/<lab>.ipynb`."""
     return {node.targets[0].id: ast.literal_eval(node.value)
-            for node in ast.parse(source).body
+            for node in ast.parse(_parameters_cell(lab, labs_dir)).body
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+
+
+def _comments(lab: str, labs_dir: Path) -> dict[str, str]:
+    lines = _parameters_cell(lab, labs_dir).splitlines()
+    return {m.group(1): m.group(2) for m in map(re.compile(r"(\w+) =.*?#(.*)").match, lines) if m}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _rule(name: str, default, comment: str) -> tuple[str, object]:
+    """(what is allowed, in words; a predicate) for one parameter, from its default's type."""
+    if isinstance(default, bool):
+        return "True or False", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        low = 0 if "seed" in name or "0: skip" in comment else 1
+        return (f"a whole number >= {low}",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
+    if isinstance(default, float):
+        if name == "alpha":
+            return "a number from 0 to 1", lambda v: _is_number(v) and 0 <= v <= 1
+        if any(word in name for word in ("rate", "lr", "temperature")):
+            return "a number > 0", lambda v: _is_number(v) and v > 0
+        return "a number >= 0", lambda v: _is_number(v) and v >= 0
+    if isinstance(default, list):
+        empty_ok = "empty list" in comment
+        return (f"a list of whole numbers >= 1{'' if empty_ok else ', not empty'}",
+                lambda v: isinstance(v, list) and (empty_ok or v) and all(
+                    isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
+    return "text", lambda v: isinstance(v, str)
+
+
+def validate(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> None:
+    """Raise ParameterError (one line) for the first parameter that breaks its rule."""
+    from slmlab import zoo  # here, not at the top: zoo imports torch and transformers
+
+    comments = _comments(lab, labs_dir)
+    for name, default in lab_defaults(lab, labs_dir).items():
+        value = values.get(name, default)
+        allowed, ok = _rule(name, default, comments.get(name, ""))
+        if not ok(value):
+            text = ("; papermill's -p passes what it cannot parse as text: use "
+                    f"-y \"{name}: ...\"" if isinstance(value, str) else "")
+            raise ParameterError(f"{lab}: parameter {name} = {value!r} must be {allowed}{text}")
+        if name.endswith("_id") and value not in zoo.ZOO and not Path(value).is_dir() \
+                and "/" not in value:
+            raise ParameterError(f"{lab}: parameter {name} = {value!r} is not a zoo model "
+                                 f"({', '.join(zoo.ZOO)}), a local model directory or a hub "
+                                 "ID (owner/name)")
+        if name == "output_dir":
+            where = Path(value).resolve()
+            for protected in (REPO_ROOT / "labs", REPO_ROOT / "solutions"):
+                if where == protected or protected in where.parents:
+                    raise ParameterError(f"{lab}: parameter output_dir = {value!r} is inside "
+                                         f"{protected.name}/; write runs elsewhere (runs/)")
 
 
 def changed_parameters(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> dict:
@@ -33,11 +101,18 @@ def changed_parameters(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "lab
             if name not in NOT_COMPARED and name in values and values[name] != default}
 
 
-def headline_checks(check_headlines: bool, lab: str, values: dict) -> bool:
-    """Whether to assert the lab's headline targets in this run; says why when not.
+def check_parameters(lab: str, values: dict) -> bool:
+    """Validate this run's parameters, then say whether the lab asserts its headline targets.
 
-    `values` is the notebook's `globals()`: the parameters as papermill set them.
+    `values` is the notebook's `globals()`: the parameters as papermill set them. The one
+    call at the top of every lab.
     """
+    validate(lab, values)
+    return headline_checks(values.get("check_headlines", True), lab, values)
+
+
+def headline_checks(check_headlines: bool, lab: str, values: dict) -> bool:
+    """Whether to assert the lab's headline targets in this run; says why when not."""
     if not check_headlines:
         print("Headline targets: reported, not asserted (check_headlines = False).")
         return False
