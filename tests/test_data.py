@@ -89,3 +89,37 @@ def test_templates():
     assert example["prompt"].endswith("### The tone is:\n")
     chat = chat_messages("I feel happy today.", "joy")
     assert [m["role"] for m in chat] == ["user", "assistant"] and chat[1]["content"] == "joy"
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"phrase": "fine", "tone": "joy"}\n{"phrase": "caf\xe9", "tone": "joy"}\n')
+    with pytest.raises(DataError, match=r"train.jsonl:2: not UTF-8 text \(byte 0xe9\); save"):
+        load_tone("train", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["train.jsonl", "train.csv"])
+def test_a_csv_file_is_named_as_such(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("phrase,tone\nI won the race,joy\n")
+    with pytest.raises(DataError, match=rf"{name}:1: looks like CSV \('phrase,tone'\); the "
+                                        "course reads JSON Lines"):
+        validate_jsonl(path)
+
+
+def test_other_field_names_get_one_line_naming_the_expected_ones(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"text": "I won the race", "label": "joy"}) + "\n")
+    with pytest.raises(DataError) as raised:
+        load_tone("train", data_dir=tmp_path)
+    assert str(raised.value) == (f"{path}:1: fields are 'text', 'label'; the course expects "
+                                 "'phrase' and 'tone': rename them in the file")
+
+
+def test_duplicate_rows_are_kept_and_counted(tmp_path, capsys):
+    row = json.dumps({"phrase": "I won the race", "tone": "joy"})
+    other = json.dumps({"phrase": "The dog ran off", "tone": "sadness"})
+    (tmp_path / "train.jsonl").write_text("\n".join([row, other, row, row]) + "\n")
+    assert len(load_tone("train", data_dir=tmp_path)) == 4
+    printed = capsys.readouterr().out
+    assert "has 2 duplicate rows of 4 (same phrase and tone); they are kept" in printed

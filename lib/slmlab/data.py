@@ -23,13 +23,34 @@ class DataError(ValueError):
     """A malformed data file; the message starts with `file:line:`."""
 
 
+def _text_lines(path: Path) -> list[str]:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save "
+                        "the file as UTF-8") from None
+
+
 def validate_jsonl(path: str | Path, labelled: bool = True) -> int:
     """Check every row of a JSONL file; return the row count or raise DataError."""
+    return check_rows(path, labelled)[0]
+
+
+def check_rows(path: str | Path, labelled: bool = True) -> tuple[int, int]:
+    """(rows, rows that repeat an earlier one exactly) of a JSONL file, or DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    count = 0
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    lines = _text_lines(path)
+    first = next((line for line in lines if line.strip()), "")
+    if path.suffix.lower() in (".csv", ".tsv") or (first and first[0] not in "{[\"" and
+                                                   ("," in first or "\t" in first)):
+        raise DataError(f"{path}:1: looks like CSV ({first[:40]!r}); the course reads JSON "
+                        'Lines, one {"phrase": ..., "tone": ...} object per line')
+    count, seen, duplicates = 0, set(), 0
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}:"
@@ -39,22 +60,32 @@ def validate_jsonl(path: str | Path, labelled: bool = True) -> int:
             raise DataError(f"{where} not valid JSON ({error.msg})") from None
         if not isinstance(row, dict):
             raise DataError(f"{where} expected an object, got {type(row).__name__}")
+        expected = ["phrase", "tone"] if labelled else ["phrase"]
+        if not set(expected) & set(row):  # other field names, e.g. {"text": .., "label": ..}
+            raise DataError(f"{where} fields are {', '.join(map(repr, row))}; the course expects "
+                            f"{' and '.join(map(repr, expected))}: rename them in the file")
         phrase = row.get("phrase")
         if not isinstance(phrase, str) or not phrase.strip():
             raise DataError(f"{where} field 'phrase' must be a non-empty string")
         if labelled and row.get("tone") not in TONES:
             raise DataError(f"{where} field 'tone' is {row.get('tone')!r}; "
                             f"expected one of {', '.join(TONES)}")
+        key = (phrase.strip(), row.get("tone"))
+        duplicates += key in seen
+        seen.add(key)
         count += 1
     if count == 0:
         raise DataError(f"{path}: no rows")
-    return count
+    return count, duplicates
 
 
 def load_tone(split: str, data_dir: str | Path = TONE_DIR) -> Dataset:
     """One split ("train", "validation", "test" or the unlabeled "pool") as a Dataset."""
     path = Path(data_dir) / f"{split}.jsonl"
-    validate_jsonl(path, labelled=split != "pool")
+    count, duplicates = check_rows(path, labelled=split != "pool")
+    if duplicates:  # kept: a learner's data may repeat rows on purpose (oversampling)
+        print(f"note: {path} has {duplicates} duplicate rows of {count} "
+              "(same phrase and tone); they are kept, and weigh double in training")
     return load_dataset("json", data_files=str(path), split="train")
 
 
