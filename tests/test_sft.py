@@ -1,8 +1,10 @@
 """The SFT script: runs under `accelerate launch` (one CPU process here) and resumes."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,46 @@ def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
     other, _, fourth = train_adapter("tiny-phi3-student", cache_dir=tmp_path,
                                      **{**settings, "seed": 6})
     assert fourth["source"] == "trained" and fourth["key"] != first["key"]
+
+
+def test_a_run_killed_mid_training_resumes_to_the_same_adapter(tmp_path):
+    from safetensors.torch import load_file
+
+    script = [sys.executable, "-m", "slmlab.sft", "--batch-size", "4", "--max-steps", "30",
+              "--save-steps", "6"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([*script, "--output-dir", str(whole)], cwd=REPO_ROOT, check=True,
+                   capture_output=True, timeout=600)
+    process = subprocess.Popen([*script, "--output-dir", str(killed)], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (killed / "checkpoint-6" / "trainer_state.json").exists():
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)  # as a closed laptop or an OOM kill: no clean-up
+        process.wait()
+    assert not (killed / "adapter").exists(), "killed before the end"
+    out = subprocess.run([*script, "--output-dir", str(killed), "--resume"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((killed / "train_summary.json").read_text())
+    assert summary["global_step"] == 30 and "checkpoint-" in summary["resumed_from"]
+    resumed_from = int(summary["resumed_from"].rsplit("-", 1)[1])
+    assert 6 <= resumed_from < 30, "it went on from a checkpoint, not from the start"
+    first = load_file(whole / "adapter" / "adapter_model.safetensors")
+    second = load_file(killed / "adapter" / "adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first), \
+        "resumed training must reach the uninterrupted run's adapter"
+
+
+def test_a_partial_checkpoint_is_skipped_on_resume(tmp_path):
+    from slmlab.sft import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+    for step in (10, 20, 30):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (10, 20):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path).endswith("checkpoint-20")

@@ -140,6 +140,18 @@ def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
     return model, trainer.processing_class, info | {"source": "trained"}
 
 
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest checkpoint that was written to the end (a killed run can leave a partial
+    one: the Trainer writes trainer_state.json last), or None."""
+    newest = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    while newest is not None and not (Path(newest) / "trainer_state.json").exists():
+        step = int(Path(newest).name.split("-")[-1])
+        earlier = [p for p in Path(output_dir).glob("checkpoint-*")
+                   if p.name.split("-")[-1].isdigit() and int(p.name.split("-")[-1]) < step]
+        newest = str(max(earlier, key=lambda p: int(p.name.split("-")[-1]))) if earlier else None
+    return newest
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="LoRA SFT of a Phi-3 model on tone data")
     parser.add_argument("--model-id", default="tiny-phi3-teacher")
@@ -150,13 +162,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
+    set_seed(args.seed)  # the adapter's initial weights too: a rerun starts where this one did
     trainer = build_trainer(args.model_id, args.output_dir, args.template, r=args.rank,
                             alpha=2 * args.rank, max_steps=args.max_steps,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
-                            bf16=args.bf16)
-    checkpoint = get_last_checkpoint(args.output_dir) if args.resume else None
+                            bf16=args.bf16, save_steps=args.save_steps, seed=args.seed)
+    checkpoint = last_complete_checkpoint(args.output_dir) if args.resume else None
     if args.resume and checkpoint is None:
         print(f"no checkpoint in {args.output_dir}: starting from the base model")
     result = trainer.train(resume_from_checkpoint=checkpoint)
