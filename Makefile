@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup zoo course test lab labs bench lint clean
+.PHONY: setup zoo course test lab labs bench variance lint clean
 
 setup: $(STAMP) zoo
 
@@ -51,6 +51,10 @@ lab: setup
 
 labs: $(STAMP)
 	@$(BIN)/python -m slmlab.labgen
+
+# The headline comparisons over seeds -> runs/variance.json (a benchmark, ~3 min per seed).
+variance: setup
+	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS))
 
 lint: $(STAMP)
 	@$(BIN)/ruff check conftest.py lib tests solutions labs

@@ -91,9 +91,12 @@ def _longest_first(notebooks: list[Path], runs_dir: Path) -> list[Path]:
 
 def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = False,
              tolerate: tuple[type[BaseException], ...] = (papermill.PapermillExecutionError,),
-             jobs: int = 1) -> tuple[dict[str, float], list[str]]:
+             jobs: int = 1, parameters: dict[str, dict] | None = None,
+             ) -> tuple[dict[str, float], list[str]]:
     """Run `notebooks`, one progress line per lab; a lab that fails with an error in
     `tolerate` is reported and the others run. Returns (seconds per lab, failed labs).
+
+    `parameters` maps a lab's name to papermill parameters (over the quick ones if `quick`).
 
     `jobs` > 1 runs that many labs at once, sharing the cores' threads: much of a lab is
     single-threaded (kernel start, imports, Olive subprocesses, ONNX builds), so on 2
@@ -110,18 +113,19 @@ def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = Fal
         print(f"[{number}/{len(notebooks)}] {notebook.stem:26} "
               f"{seconds[notebook.stem]:6.1f} s  {status}", flush=True)
 
-    def parameters(notebook: Path) -> dict:
-        return QUICK_PARAMETERS.get(notebook.stem, {}) if quick else {}
+    def parameters_of(notebook: Path) -> dict:
+        return ((QUICK_PARAMETERS.get(notebook.stem, {}) if quick else {})
+                | (parameters or {}).get(notebook.stem, {}))
 
     if jobs <= 1:
         for number, notebook in enumerate(notebooks, start=1):
-            record(number, notebook, _timed_lab(notebook, runs_dir, parameters(notebook),
+            record(number, notebook, _timed_lab(notebook, runs_dir, parameters_of(notebook),
                                                 None, tolerate))
         return seconds, failed
     threads = max(1, (os.cpu_count() or 1) // jobs)  # never more threads than cores
     print(f"{len(notebooks)} labs, {jobs} at a time, {threads} thread(s) each", flush=True)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        running = {pool.submit(_timed_lab, notebook, runs_dir, parameters(notebook), threads,
+        running = {pool.submit(_timed_lab, notebook, runs_dir, parameters_of(notebook), threads,
                                tolerate): notebook
                    for notebook in _longest_first(notebooks, runs_dir)}
         for number, done in enumerate(as_completed(running), start=1):

@@ -1,0 +1,119 @@
+"""`make variance`: the labs' headline figures over several seeds, to `runs/variance.json`.
+
+One seed on one CPU is one draw. `python -m slmlab.variance [--seeds 0 1 2 3 4]` runs the
+labs whose comparisons the course draws conclusions from (01 distillation, 03 LoRA SFT,
+04 QLoRA) once per seed with papermill, as `make course` does, and writes for every number
+in their `metrics.json`: mean, standard deviation, min, max and the values per seed. For
+each comparison the course states (KD vs hard labels, QLoRA vs fp32 LoRA, ...) it writes
+the paired per-seed difference and whether its sign held on every seed. A benchmark, not
+a test: it takes about three minutes per seed on 2 cores.
+"""
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab.course import COURSE_JOBS, run_labs
+
+LABS = {"01_distillation": {}, "03_peft_lora_sft": {},
+        "04_qlora": {"show_cpu_pitfall": False}}  # the pitfall run is not a comparison
+# (lab, figure a, figure b): the course's claims "a is higher than b", checked per seed
+COMPARISONS = [
+    ("01_distillation", "student (KD)_accuracy", "student (hard labels)_accuracy"),
+    ("01_distillation", "student (KD)_accuracy", "student (gold only)_accuracy"),
+    ("01_distillation", "student (KD)_accuracy", "teacher_accuracy"),
+    ("03_peft_lora_sft", "rank_comparison/4/accuracy", "rank_comparison/64/accuracy"),
+    ("03_peft_lora_sft", "accuracy_after", "chat_template_accuracy"),
+    ("04_qlora", "runs/LoRA, fp32 base/accuracy", "runs/QLoRA, nf4 base/accuracy"),
+]
+
+
+def numbers(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """Every number in a metrics.json, keyed by its path ("runs/QLoRA, nf4 base/accuracy")."""
+    found = {}
+    for key, value in metrics.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found.update(numbers(value, f"{path}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[path] = float(value)
+    return found
+
+
+def spread(values: list[float]) -> dict:
+    return {"mean": round(statistics.fmean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+            "min": min(values), "max": max(values), "n": len(values), "values": values}
+
+
+def summarize(per_seed: dict[int, dict[str, dict]]) -> dict:
+    """{lab: {figure: spread}} and the comparisons, from {seed: {lab: metrics}}."""
+    figures: dict[str, dict[str, list[float]]] = {}
+    for metrics_by_lab in per_seed.values():
+        for lab, metrics in metrics_by_lab.items():
+            for path, value in numbers(metrics).items():
+                figures.setdefault(lab, {}).setdefault(path, []).append(value)
+    comparisons = []
+    for lab, a, b in COMPARISONS:
+        pairs = [numbers(m[lab]) for m in per_seed.values() if lab in m]
+        differences = [p[a] - p[b] for p in pairs if a in p and b in p]
+        if differences:
+            comparisons.append({"lab": lab, "a": a, "b": b, "a_minus_b": spread(differences),
+                                "a_higher_on_every_seed": all(d > 0 for d in differences),
+                                "b_higher_on_every_seed": all(d < 0 for d in differences)})
+    return {"seeds": sorted(per_seed), "figures": {lab: {k: spread(v) for k, v in f.items()}
+                                                   for lab, f in figures.items()},
+            "comparisons": comparisons}
+
+
+def run(seeds: list[int], runs_dir: Path = RUNS_DIR / "variance") -> dict:
+    notebooks = [REPO_ROOT / "labs" / f"{lab}.ipynb" for lab in LABS]
+    per_seed = {}
+    for seed in seeds:
+        print(f"seed {seed}:", flush=True)
+        seed_dir = runs_dir / f"seed_{seed}"
+        _, failed = run_labs(notebooks, seed_dir, jobs=COURSE_JOBS, tolerate=(Exception,),
+                             parameters={lab: {"seed": seed, **extra}
+                                         for lab, extra in LABS.items()})
+        per_seed[seed] = {lab: json.loads((seed_dir / lab / "metrics.json").read_text())
+                          for lab in LABS if lab not in failed}
+    result = summarize(per_seed)
+    path = RUNS_DIR / "variance.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    print(f"written: {path}")
+    return result
+
+
+def markdown(result: dict) -> str:
+    """The comparisons as a table: mean ± std of the per-seed difference, sign consistency."""
+    lines = [f"Seeds {', '.join(map(str, result['seeds']))}.", "",
+             "| lab | comparison (a − b) | mean ± std (points) | min … max "
+             "| same sign on every seed |",
+             "|---|---|---|---|---|"]
+    for c in result["comparisons"]:
+        d = c["a_minus_b"]
+        std = "–" if d["std"] is None or math.isnan(d["std"]) else f"{100 * d['std']:.1f}"
+        same = ("yes, a higher" if c["a_higher_on_every_seed"] else
+                "yes, b higher" if c["b_higher_on_every_seed"] else "no")
+        lines.append(f"| {c['lab'][:2]} | {c['a']} − {c['b']} | {100 * d['mean']:+.1f} ± {std} "
+                     f"| {100 * d['min']:+.1f} … {100 * d['max']:+.1f} | {same} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Headline figures over seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--markdown", action="store_true", help="print the last run's table")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads((RUNS_DIR / "variance.json").read_text())))
+    else:
+        run(args.seeds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""make variance: figures over seeds, and each stated comparison as a paired difference."""
+
+from slmlab.variance import COMPARISONS, markdown, numbers, summarize
+
+
+def test_numbers_flattens_a_metrics_file():
+    metrics = {"a": 0.5, "runs": {"QLoRA, nf4 base": {"accuracy": 0.9, "steps": 150}},
+               "ok": True, "name": "x"}
+    assert numbers(metrics) == {"a": 0.5, "runs/QLoRA, nf4 base/accuracy": 0.9,
+                                "runs/QLoRA, nf4 base/steps": 150.0}
+
+
+def test_comparisons_are_paired_per_seed_and_say_whether_the_sign_held():
+    def lab04(fp32, nf4):
+        return {"04_qlora": {"runs": {"LoRA, fp32 base": {"accuracy": fp32},
+                                      "QLoRA, nf4 base": {"accuracy": nf4}}}}
+    result = summarize({0: lab04(0.95, 0.92), 1: lab04(0.90, 0.94), 2: lab04(0.96, 0.95)})
+    spread = result["figures"]["04_qlora"]["runs/LoRA, fp32 base/accuracy"]
+    assert spread["values"] == [0.95, 0.90, 0.96] and spread["min"] == 0.90
+    assert abs(spread["mean"] - 0.9367) < 1e-4 and spread["std"] > 0
+    (qlora,) = [c for c in result["comparisons"] if c["lab"] == "04_qlora"]
+    assert [round(d, 2) for d in qlora["a_minus_b"]["values"]] == [0.03, -0.04, 0.01]
+    assert not qlora["a_higher_on_every_seed"] and not qlora["b_higher_on_every_seed"]
+    table = markdown(result)
+    assert "| 04 |" in table and "| no |" in table
+
+
+def test_every_comparison_names_figures_its_lab_writes():
+    from slmlab import REPO_ROOT
+
+    for lab, a, b in COMPARISONS:
+        source = (REPO_ROOT / "solutions" / f"{lab}.ipynb").read_text()
+        for figure in (a, b):
+            first_key = figure.split("/")[0].split("_accuracy")[0]
+            assert first_key.split(" (")[0] in source, (lab, figure)
