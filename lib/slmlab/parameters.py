@@ -20,6 +20,8 @@ from slmlab import REPO_ROOT
 
 # Parameters that say where or how strictly to run, not what to run.
 NOT_COMPARED = ("output_dir", "check_headlines")
+# (a, b): parameter a must stay below parameter b when a lab has both
+BELOW = [("interrupt_at", "max_steps")]  # lab 03 "kills" its run at interrupt_at, resumes
 
 
 class ParameterError(ValueError):
@@ -87,6 +89,10 @@ def validate(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> Non
             raise ParameterError(f"{lab}: parameter {name} = {value!r} is not a zoo model "
                                  f"({', '.join(zoo.ZOO)}), a local model directory or a hub "
                                  "ID (owner/name)")
+        for low, high in BELOW:
+            if name == low and high in values and not value < values[high]:
+                raise ParameterError(f"{lab}: parameter {low} = {value!r} must be below "
+                                     f"{high} = {values[high]!r}")
         if name == "output_dir":
             where = Path(value).resolve()
             for protected in (REPO_ROOT / "labs", REPO_ROOT / "solutions"):
