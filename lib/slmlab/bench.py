@@ -170,7 +170,10 @@ def markdown(bench: dict) -> str:
     m = bench["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, AVX512 {'yes' if m['avx512'] else 'no'}"
              f" (AVX512-BF16 {'yes' if m['avx512_bf16'] else 'no'}), torch {m['torch']} with "
-             f"{m['torch_threads']} threads.", "", "| figure | value |", "|---|---|"]
+             f"{m['torch_threads']} threads"
+             + (f"; labs {m['labs_side_by_side']} at a time, one thread each."
+                if m.get("labs_side_by_side", 1) > 1 else "."),
+             "", "| figure | value |", "|---|---|"]
     for key, value in bench.items():
         if key == "lab_seconds":
             lines += [f"| lab {lab[:2]} seconds | {sec} |" for lab, sec in value.items()]
