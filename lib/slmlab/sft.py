@@ -16,7 +16,6 @@ import torch
 from datasets import Dataset
 from peft import PeftModel
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from slmlab import artifact_cache, zoo
@@ -143,13 +142,9 @@ def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     """The newest checkpoint that was written to the end (a killed run can leave a partial
     one: the Trainer writes trainer_state.json last), or None."""
-    newest = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
-    while newest is not None and not (Path(newest) / "trainer_state.json").exists():
-        step = int(Path(newest).name.split("-")[-1])
-        earlier = [p for p in Path(output_dir).glob("checkpoint-*")
-                   if p.name.split("-")[-1].isdigit() and int(p.name.split("-")[-1]) < step]
-        newest = str(max(earlier, key=lambda p: int(p.name.split("-")[-1]))) if earlier else None
-    return newest
+    complete = {int(p.name.rsplit("-", 1)[1]): p for p in Path(output_dir).glob("checkpoint-*")
+                if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").exists()}
+    return str(complete[max(complete)]) if complete else None
 
 
 def main(argv: list[str] | None = None) -> dict:
