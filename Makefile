@@ -46,8 +46,11 @@ test: setup
 bench: setup
 	@$(BIN)/python -m slmlab.bench $(if $(BENCH_TESTS),--with-tests)
 
+# Containers and Codespaces often run as root, where JupyterLab refuses to start without
+# --allow-root.
 lab: setup
-	@$(BIN)/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser labs/
+	@$(BIN)/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser \
+		$(if $(filter 0,$(shell id -u)),--allow-root) labs/
 
 labs: $(STAMP)
 	@$(BIN)/python -m slmlab.labgen

@@ -32,9 +32,17 @@ def test_every_lab_has_quick_parameters_it_declares():
             assert f"\n{name} =" in f"\n{parameters}", f"{lab.name} has no parameter {name}"
 
 
+# Labs whose 4-bit sections have a documented fallback. Their solutions run the 4-bit path
+# under nbval; here they run as on a machine where bitsandbytes' 4 bit does not work.
+FOUR_BIT_LABS = {"04_qlora": "QLoRA training skipped", "06_olive_pipeline":
+                 "QLoRA through Olive skipped", "08_peft_methods_compared": "QLoRA row skipped"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS, ids=[lab.stem for lab in LABS])
-def test_lab_runs_end_to_end_with_its_scaffolds(lab, tmp_path):
+def test_lab_runs_end_to_end_with_its_scaffolds(lab, tmp_path, monkeypatch):
+    if lab.stem in FOUR_BIT_LABS:  # the lab's kernel inherits the variable
+        monkeypatch.setenv(qlora.NO_4BIT_VARIABLE, "1")
     executed = run_lab(lab, runs_dir=tmp_path, **QUICK_PARAMETERS[lab.stem])
     metrics = json.loads((executed.parent / "metrics.json").read_text())
     assert metrics, "the lab wrote its headline figures"
@@ -48,21 +56,17 @@ def test_lab_runs_end_to_end_with_its_scaffolds(lab, tmp_path):
     assert 1 <= printed.count("not done yet") <= scaffolds, printed[-2000:]
     if lab.stem != "00_setup_tour":  # off the defaults: targets reported, never failed on
         assert "Headline targets: reported, not asserted: this run changes" in printed
-
-
-@pytest.mark.slow
-def test_lab04_runs_its_fallback_to_the_end_without_4bit(tmp_path, monkeypatch):
-    # as on a machine where bitsandbytes' 4-bit path does not run: the kernel inherits this
-    monkeypatch.setenv(qlora.NO_4BIT_VARIABLE, "1")
-    lab = REPO_ROOT / "labs" / "04_qlora.ipynb"
-    executed = run_lab(lab, runs_dir=tmp_path, **QUICK_PARAMETERS[lab.stem])
-    metrics = json.loads((executed.parent / "metrics.json").read_text())
-    assert metrics["four_bit_available"] is False and not metrics["memory_figures_measured"]
-    assert list(metrics["runs"]) == ["LoRA, fp32 base"] and metrics["accuracy_gap_points"] is None
-    assert metrics["linear_memory_ratio"] > 1  # from the byte formula, labelled as such
-    printed = "".join(output.get("text", "") for cell in nbformat.read(executed, 4).cells
-                      for output in cell.get("outputs", []))
-    assert "NOT AVAILABLE" in printed and "QLoRA training skipped" in printed
+    if lab.stem in FOUR_BIT_LABS:
+        assert "NOT AVAILABLE" in printed and FOUR_BIT_LABS[lab.stem] in printed
+        assert metrics["four_bit_available"] is False
+    if lab.stem == "04_qlora":
+        assert not metrics["memory_figures_measured"] and metrics["accuracy_gap_points"] is None
+        assert list(metrics["runs"]) == ["LoRA, fp32 base"]
+        assert metrics["linear_memory_ratio"] > 1  # from the byte formula, labelled as such
+    if lab.stem == "06_olive_pipeline":
+        assert metrics["qlora_accuracy_onnx_int4"] is None
+    if lab.stem == "08_peft_methods_compared":
+        assert not any(name.startswith("QLoRA") for name in metrics["methods"])
 
 
 @pytest.mark.slow

@@ -15,13 +15,11 @@ libraries that train (torch, transformers, peft, trl). Entries live in
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from pathlib import Path
 
-from slmlab import RUNS_DIR
+from slmlab import RUNS_DIR, saving
 
 CACHE_DIR = Path(os.environ.get("SLMLAB_CACHE_DIR", RUNS_DIR / "cache"))
 LIBRARIES = ("torch", "transformers", "peft", "trl")
@@ -59,15 +57,8 @@ def store(key: str, write: Callable[[Path], None], cache_dir: Path = CACHE_DIR) 
 
     The rename is atomic: a run killed while writing never leaves a half entry behind.
     """
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
-    try:
+    entry = Path(cache_dir) / key
+    with saving.replace_atomically(entry) as staging:  # also replaces an incomplete entry
         write(staging)
         (staging / "COMPLETE").write_text("")
-        entry = cache_dir / key
-        shutil.rmtree(entry, ignore_errors=True)  # an incomplete older entry
-        staging.rename(entry)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return entry

@@ -4,12 +4,16 @@ Lab 05 shows the builder command and the generation loop inline; these helpers r
 quietly (the builder logs every tensor) and time them.
 """
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from safetensors import safe_open
+
+from slmlab import saving
 from slmlab.lexicon import TONES
 from slmlab.metrics import label_token_ids
 
@@ -42,20 +46,65 @@ def builder_command(model_dir: str | Path, out_dir: str | Path, precision: str,
             "-o", str(out_dir), "-p", precision, "-e", "cpu", "--extra_options", *options]
 
 
+class AdapterMismatch(ValueError):
+    """A LoRA adapter whose matrices do not fit the base model it is exported with."""
+
+
+def _tensor_shapes(directory: Path) -> dict[str, list[int]]:
+    """{name: shape} of every tensor in the folder's safetensors files, without loading them."""
+    shapes = {}
+    for path in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            shapes |= {name: handle.get_slice(name).get_shape() for name in handle.keys()}
+    return shapes
+
+
+def check_adapter_fits(adapter_dir: str | Path, model_dir: str | Path) -> None:
+    """Raise AdapterMismatch (one line naming both) unless every LoRA matrix in the adapter
+    has a base weight of the matching shape: same layers, same widths (any rank)."""
+    adapter_dir, model_dir = Path(adapter_dir), Path(model_dir)
+    config_path = adapter_dir / "adapter_config.json"
+    if not config_path.exists():
+        raise AdapterMismatch(f"{adapter_dir} is not a PEFT adapter (no adapter_config.json)")
+    trained_on = json.loads(config_path.read_text()).get("base_model_name_or_path")
+    base = _tensor_shapes(model_dir)
+    for name, shape in _tensor_shapes(adapter_dir).items():
+        # base_model.model.<module>.lora_A.weight (r x in) / lora_B.weight (out x r)
+        module = name.removeprefix("base_model.model.").rsplit(".lora_", 1)
+        if len(module) != 2:
+            continue
+        weight = base.get(f"{module[0]}.weight")
+        fits = weight is not None and (shape[1] == weight[1] if module[1].startswith("A")
+                                       else shape[0] == weight[0])
+        if not fits:
+            found = "no such layer" if weight is None else f"base weight {weight}"
+            raise AdapterMismatch(
+                f"adapter {adapter_dir} (trained on {trained_on}) does not fit base {model_dir}: "
+                f"{module[0]} lora_{module[1].split('.')[0]} is {shape}, {found}; export it "
+                "with the base it was trained on")
+
+
 def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
                adapter_path: str | Path | None = None, quantize_embeddings: bool = False) -> Path:
-    """Run the builder; on failure raise with the end of its log, not a bare exit code."""
+    """Run the builder into a temporary folder that becomes `out_dir` once complete, so a
+    failed build (a full disk, a bad input) leaves the previous export intact; on failure
+    raise one line with the end of the builder's log, not a bare exit code."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "builder.log"
+    if adapter_path is not None:
+        check_adapter_fits(adapter_path, model_dir)
+    log = out_dir.with_name(f"{out_dir.name}.builder.log")  # beside it: kept when a build fails
     start = time.perf_counter()
-    with open(log, "w") as handle:
-        command = builder_command(model_dir, out_dir, precision, adapter_path,
-                                  quantize_embeddings)
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
-    if done.returncode != 0 or not (out_dir / "genai_config.json").exists():
-        tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise RuntimeError(f"onnxruntime-genai builder failed ({precision}); log {log}:\n{tail}")
+    with saving.replace_atomically(out_dir) as staging:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            command = builder_command(model_dir, staging, precision, adapter_path,
+                                      quantize_embeddings)
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+        if done.returncode != 0 or not (staging / "genai_config.json").exists():
+            last = [line for line in log.read_text().splitlines() if line.strip()][-1:] or [""]
+            kept = f"; the previous {out_dir.name} is intact" if out_dir.exists() else ""
+            raise RuntimeError(f"onnxruntime-genai builder failed ({precision}): "
+                               f"{last[0].strip()[:300]} (log {log}){kept}")
     print(f"{precision}: built {out_dir} in {time.perf_counter() - start:.1f} s")
     return out_dir
 

@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from slmlab import REPO_ROOT
+from slmlab import REPO_ROOT, saving
 
 # Parameters that say where or how strictly to run, not what to run.
 NOT_COMPARED = ("output_dir", "check_headlines")
@@ -111,9 +111,15 @@ def check_parameters(lab: str, values: dict) -> bool:
     """Validate this run's parameters, then say whether the lab asserts its headline targets.
 
     `values` is the notebook's `globals()`: the parameters as papermill set them. The one
-    call at the top of every lab.
+    call at the top of every lab; it also gives the run a clean `output_dir`
+    (`saving.start_run`).
     """
+    from slmlab import environment  # here, not at the top: it imports torch
+
+    environment.warn_if_off_pin()
     validate(lab, values)
+    if "output_dir" in values:
+        saving.start_run(lab, values["output_dir"])
     return headline_checks(values.get("check_headlines", True), lab, values)
 
 

@@ -9,6 +9,7 @@ microsoft/Phi-3-mini-4k-instruct --bf16 ...` (see README, "Scale-out").
 import argparse
 import hashlib
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from peft import PeftModel
 from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from slmlab import artifact_cache, zoo
+from slmlab import artifact_cache, saving, zoo
 from slmlab.data import chat_messages, load_tone, text_example
 from slmlab.tone_tuning import lora_config  # noqa: F401 - part of sft's API (lab 03)
 
@@ -169,8 +170,16 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint = last_complete_checkpoint(args.output_dir) if args.resume else None
     if args.resume and checkpoint is None:
         print(f"no checkpoint in {args.output_dir}: starting from the base model")
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(Path(args.output_dir) / "adapter"))
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except OSError as error:  # a checkpoint could not be written (disk full, not writable)
+        kept = last_complete_checkpoint(args.output_dir)
+        raise saving.SaveError(
+            f"training stopped at step {trainer.state.global_step}: could not write to "
+            f"{args.output_dir} ({error.strerror or error}); last complete checkpoint: "
+            f"{kept or 'none'}; free space, then rerun with --resume") from None
+    with saving.replace_atomically(Path(args.output_dir) / "adapter") as staging:
+        trainer.save_model(str(staging))
     summary = {"global_step": result.global_step, "train_loss": result.training_loss,
                "runtime_s": result.metrics["train_runtime"], "resumed_from": checkpoint}
     if trainer.is_world_process_zero():
@@ -179,4 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except saving.SaveError as error:  # one line for the learner, not a traceback
+        sys.exit(str(error))
