@@ -56,9 +56,35 @@ def pytest_xdist_make_scheduler(config, log):
     """
     from xdist.scheduler import LoadScopeScheduling
 
+    # hand out work in collection order, which pytest_collection_modifyitems sets (longest
+    # first), not xdist's default order by the number of tests in a scope
+    config.option.loadscopereorder = False
+
     class NotebookScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return path if path.endswith(".ipynb") else nodeid
 
     return NotebookScheduling(config, log)
+
+
+def _expected_cost(item: pytest.Item) -> tuple[int, int]:
+    """Sort key, longest work first: solution notebooks, then the quick lab runs, then other
+    slow tests, then the fast ones. Later labs train more (06-08 take the longest), so a
+    higher lab number goes first. Two workers finish together only when the long items do
+    not start last."""
+    path = item.nodeid.split("::", 1)[0]
+    lab = item.nodeid.rsplit("/", 1)[-1][:2]
+    number = int(lab) if lab.isdigit() else 0
+    if path.startswith("solutions/") and path.endswith(".ipynb"):
+        return 0, -number
+    if "test_labs_run.py::test_lab_runs_end_to_end" in item.nodeid:
+        number = int(item.nodeid.split("[", 1)[1][:2])
+        return 1, -number
+    return (2, 0) if item.get_closest_marker("slow") else (3, 0)
+
+
+def pytest_collection_modifyitems(config, items):
+    # a stable sort: a notebook's cells keep their order
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_expected_cost)

@@ -179,3 +179,11 @@ def test_make_lab_creates_the_environment_and_starts_as_root():
     assert ("--allow-root" in dry_run.stdout) == (subprocess.check_output(["id", "-u"]) == b"0\n")
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert "\nlab: setup\n" in makefile, "make lab builds .venv first when it is missing"
+
+
+def test_an_earlier_run_under_runs_from_before_markers_is_cleaned(tmp_path, monkeypatch):
+    monkeypatch.setattr(saving, "RUNS_DIR", tmp_path)
+    old = tmp_path / "03_peft_lora_sft"
+    (old / "text_r4").mkdir(parents=True)
+    saving.start_run("03_peft_lora_sft", old)
+    assert [p.name for p in old.iterdir()] == [".slmlab-run"]

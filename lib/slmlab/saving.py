@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from slmlab import RUNS_DIR
+
 RUN_MARKER = ".slmlab-run"  # written into output_dir by each lab run: "this lab owns it"
 
 
@@ -65,13 +67,17 @@ def replace_atomically(target: str | os.PathLike) -> Iterator[Path]:
 def start_run(lab: str, output_dir: str | os.PathLike) -> Path:
     """Make `output_dir` this lab's, empty but for executed notebooks (papermill writes its
     copy there while the run goes on). Raises SaveError (one line) when the folder is not
-    writable or holds files no run of this lab wrote."""
+    writable, or holds another lab's run or (outside runs/) files no run of this lab wrote."""
     out = Path(output_dir)
     marker = out / RUN_MARKER
     try:
         out.mkdir(parents=True, exist_ok=True)
         leftovers = [p for p in out.iterdir() if p.suffix != ".ipynb" and p != marker]
         owner = marker.read_text().strip() if marker.exists() else None
+        # runs/ is the course's own scratch space (git-ignored): a folder there without a
+        # marker is an earlier run from before markers existed
+        if owner is None and RUNS_DIR.resolve() in out.resolve().parents:
+            owner = lab
         if leftovers and owner != lab:
             whose = f"a run of lab {owner}" if owner else "files no lab run wrote"
             raise SaveError(f"{lab}: output_dir {str(out)!r} holds {whose} "
