@@ -30,7 +30,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Zoo models ship in models/; this rebuilds any that are missing (about 9 minutes).
 zoo: $(STAMP)
-	@$(BIN)/python -m slmlab.zoo build
+	@$(BIN)/python -m slmlab.pretrain
 
 # QUICK=1: every lab with a few training steps and its headline checks off (a few minutes)
 course: setup

@@ -20,7 +20,7 @@ import sys
 import pytest
 from peft import get_peft_model
 
-from slmlab import REPO_ROOT, environment, export, saving, sft, tone_tuning, zoo
+from slmlab import REPO_ROOT, environment, export, presets, saving, sft, zoo
 from slmlab.course import run_lab
 
 DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
@@ -137,7 +137,7 @@ runpy.run_module("slmlab.sft", run_name="__main__")
 
 def test_an_adapter_from_another_model_is_named_with_the_base(tmp_path):
     student, _ = zoo.load("tiny-phi3-student")
-    get_peft_model(student, tone_tuning.lora_config(4, 8)).save_pretrained(tmp_path / "adapter")
+    get_peft_model(student, presets.lora_config(4, 8)).save_pretrained(tmp_path / "adapter")
     teacher = zoo.resolve("tiny-phi3-teacher")
     with pytest.raises(export.AdapterMismatch) as raised:
         export.build_onnx(teacher, tmp_path / "onnx", "fp32", adapter_path=tmp_path / "adapter")
@@ -152,7 +152,7 @@ def test_an_adapter_from_another_model_is_named_with_the_base(tmp_path):
 
 def test_an_adapter_of_another_rank_fits_the_same_base(tmp_path):
     student, _ = zoo.load("tiny-phi3-student")
-    get_peft_model(student, tone_tuning.lora_config(16, 32)).save_pretrained(tmp_path / "r16")
+    get_peft_model(student, presets.lora_config(16, 32)).save_pretrained(tmp_path / "r16")
     export.check_adapter_fits(tmp_path / "r16", zoo.resolve("tiny-phi3-student"))
 
 

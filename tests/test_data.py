@@ -3,18 +3,10 @@ import json
 import pytest
 from datasets import Dataset
 
-from slmlab import tone_data
-from slmlab.data import (
-    TEXT_TEMPLATE,
-    DataError,
-    chat_messages,
-    load_tone,
-    text_example,
-    unseen_word_rows,
-    validate_jsonl,
-    words,
-)
+from slmlab import make_tone_data
+from slmlab.data import DataError, load_tone, unseen_word_rows, validate_jsonl, words
 from slmlab.lexicon import TONES, all_cue_words
+from slmlab.task import TEXT_TEMPLATE, chat_messages, examples, text_example
 
 
 def test_splits_have_the_card_sizes_and_are_balanced(tone_rows):
@@ -27,7 +19,7 @@ def test_splits_have_the_card_sizes_and_are_balanced(tone_rows):
 
 
 def test_committed_files_are_what_the_generator_makes(tone_rows):
-    made = tone_data.make_splits()
+    made = make_tone_data.make_splits()
     for split in ("train", "validation", "test"):
         assert made[split] == tone_rows[split]
     assert [r["phrase"] for r in made["pool"]] == [r["phrase"] for r in tone_rows["pool"]]
@@ -40,7 +32,7 @@ def test_test_split_is_held_out(tone_rows):
     assert not train_phrases & test_phrases
     assert not test_phrases & pool_phrases
     # different sentence shapes: few shared trigrams (the data card reports the figures)
-    assert tone_data.ngram_overlap(tone_rows["test"], tone_rows["train"], 3) < 0.15
+    assert make_tone_data.ngram_overlap(tone_rows["test"], tone_rows["train"], 3) < 0.15
 
 
 def test_unseen_word_rows_really_are_unseen(tone_rows):
@@ -89,6 +81,9 @@ def test_templates():
     assert example["prompt"].endswith("### The tone is:\n")
     chat = chat_messages("I feel happy today.", "joy")
     assert [m["role"] for m in chat] == ["user", "assistant"] and chat[1]["content"] == "joy"
+    row = {"phrase": "I feel happy today.", "tone": "joy"}
+    assert examples([row]) == [example]
+    assert examples([row], "chat") == [{"prompt": chat[:1], "completion": chat[1:]}]
 
 
 def test_a_file_that_is_not_utf8_names_the_line(tmp_path):

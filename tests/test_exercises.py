@@ -135,3 +135,19 @@ def test_a_merge_without_the_lora_scale_is_rejected_with_its_hint():
     _rejected_with("merge_weight", lambda w, a, b, alpha, r: w + b @ a, merged_weight, [case],
                    "the update is scaled by alpha / r", ["merge_weight", "alpha / r"])
     assert torch.allclose(merged_weight(*case), case[0] + 2 * case[2] @ case[1])
+
+
+def test_a_chat_template_that_only_knows_user_turns_is_rejected(student):
+    _, tokenizer = student
+
+    def user_only(messages):  # the one-turn answer printed above the exercise, generalized wrongly
+        return "".join(f"<|user|>\n{m['content']}<|end|>\n" for m in messages) + "<|assistant|>\n"
+
+    def reference(messages):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    conversation = [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Hi?"}]
+    _rejected_with("render_chat", user_only, reference, [(conversation,)],
+                   "every turn ends with <|end|> and a newline, whatever its role",
+                   ["render_chat", "<|system|>", "whatever its role"])

@@ -2,15 +2,8 @@ import time
 
 import pytest
 
-from slmlab.metrics import (
-    accuracy,
-    build_prompts,
-    generation_speed,
-    macro_f1,
-    median_latency_ms,
-    predict_tones,
-    weight_memory_mb,
-)
+from slmlab.metrics import accuracy, generation_speed, macro_f1, median_latency_ms, weight_memory_mb
+from slmlab.task import build_prompts, predict_tones
 
 
 def test_accuracy_and_macro_f1_on_known_values():

@@ -3,7 +3,7 @@
 import pytest
 
 from slmlab import olive_pipeline, zoo
-from slmlab.data import TEXT_TEMPLATE
+from slmlab.task import TEXT_TEMPLATE
 
 
 def test_completion_only_example_masks_the_prompt_and_padding():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from slmlab import qlora
+from slmlab import metrics, presets, qlora
 
 
 def test_four_bit_runs_here_and_reports_why_not_when_broken(monkeypatch):
@@ -32,9 +32,9 @@ def test_four_bit_linear_bytes_are_about_an_eighth(student):
     model, _ = student
     from slmlab import zoo
 
-    four_bit, _ = zoo.load("tiny-phi3-student", quantization_config=qlora.four_bit_config())
-    fp32_bytes = qlora.linear_weight_bytes(model)["bytes"]
-    four_bit_bytes = qlora.linear_weight_bytes(four_bit)["bytes"]
+    four_bit, _ = zoo.load("tiny-phi3-student", quantization_config=presets.four_bit_config())
+    fp32_bytes = metrics.linear_weight_bytes(model)["bytes"]
+    four_bit_bytes = metrics.linear_weight_bytes(four_bit)["bytes"]
     assert 3.5 <= fp32_bytes / four_bit_bytes <= 8
 
 

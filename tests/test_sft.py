@@ -119,3 +119,26 @@ def test_a_partial_checkpoint_is_skipped_on_resume(tmp_path):
     for step in (10, 20):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(tmp_path).endswith("checkpoint-20")
+
+
+def test_the_seed_changes_training_and_every_lab_passes_it_on():
+    import re
+
+    from slmlab.sft import train_adapter
+
+    settings = dict(r=2, max_steps=10, batch_size=4, use_cache=False)  # a loss logged every 10
+    losses = {seed: train_adapter("tiny-phi3-student", seed=seed, **settings)[2]["losses"]
+              for seed in (0, 7)}
+    assert losses[0] and losses[0] != losses[7], "another seed, other batches and init"
+    # `-p seed=7` must reach every training run of the TRL labs, not only the first one
+    for lab in ("03_peft_lora_sft", "04_qlora", "05_merge_int4_export", "06_olive_pipeline",
+                "07_tuning_and_evaluation"):
+        source = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                         for c in json.loads((REPO_ROOT / "solutions" / f"{lab}.ipynb")
+                                             .read_text())["cells"])
+        for call in re.finditer(r"sft\.(build_trainer|train_adapter)\(", source):
+            depth, end = 1, call.end()
+            while depth:  # to the call's closing parenthesis
+                depth += {"(": 1, ")": -1}.get(source[end], 0)
+                end += 1
+            assert "seed=" in source[call.end():end], f"{lab}: {call.group(0)} without seed"

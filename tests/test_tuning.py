@@ -4,30 +4,31 @@ import random
 
 import pytest
 
-from slmlab import tuning
-from slmlab.metrics import NOT_A_LABEL, bleu_rouge
+from slmlab import metrics, search, train_loop
+from slmlab.metrics import bleu_rouge
+from slmlab.task import NOT_A_LABEL
 
 
 def test_sample_config_stays_in_the_space_and_is_seeded():
-    configs = [tuning.sample_config(random.Random(s)) for s in range(200)]
-    low, high = tuning.SEARCH_SPACE["learning_rate"]
+    configs = [search.sample_config(random.Random(s)) for s in range(200)]
+    low, high = search.SEARCH_SPACE["learning_rate"]
     assert all(low <= c["learning_rate"] <= high for c in configs)
-    assert {c["rank"] for c in configs} == set(tuning.SEARCH_SPACE["rank"])
-    assert {c["batch_size"] for c in configs} == set(tuning.SEARCH_SPACE["batch_size"])
+    assert {c["rank"] for c in configs} == set(search.SEARCH_SPACE["rank"])
+    assert {c["batch_size"] for c in configs} == set(search.SEARCH_SPACE["batch_size"])
     below_geometric_middle = sum(c["learning_rate"] < (low * high) ** 0.5 for c in configs)
     assert 70 < below_geometric_middle < 130, "log-uniform: half below the geometric middle"
-    assert tuning.sample_config(random.Random(3)) == tuning.sample_config(random.Random(3))
+    assert search.sample_config(random.Random(3)) == search.sample_config(random.Random(3))
 
 
 @pytest.mark.parametrize(("losses", "patience", "stop"), [
     ([1.0, 0.9], 2, False), ([1.0, 0.8, 0.9, 0.85], 2, True), ([1.0, 0.8, 0.9, 0.7], 2, False),
     ([0.5, 0.5, 0.5], 2, True), ([0.9, 0.8, 0.7, 0.6], 1, False), ([0.6, 0.7], 1, True)])
 def test_should_stop(losses, patience, stop):
-    assert tuning.should_stop(losses, patience) is stop
+    assert train_loop.should_stop(losses, patience) is stop
 
 
 def test_confusion_matrix_counts_non_labels_in_the_last_column():
-    matrix = tuning.confusion_matrix(["joy", "fear", NOT_A_LABEL, "banana"],
+    matrix = metrics.confusion_matrix(["joy", "fear", NOT_A_LABEL, "banana"],
                                      ["joy", "joy", "fear", "fear"])
     assert matrix[0] == [1, 0, 1, 0, 0] and matrix[2] == [0, 0, 0, 0, 2]
     assert sum(map(sum, matrix)) == 4
@@ -35,24 +36,24 @@ def test_confusion_matrix_counts_non_labels_in_the_last_column():
 
 def test_class_weights_are_one_when_balanced_and_inverse_frequency_otherwise():
     balanced = [{"tone": t} for t in ("joy", "sadness", "fear", "surprise")] * 3
-    assert set(tuning.class_weights(balanced).values()) == {1.0}
+    assert set(metrics.class_weights(balanced).values()) == {1.0}
     skewed = [{"tone": "joy"}] * 6 + [{"tone": t} for t in ("sadness", "fear", "surprise")] * 2
-    weights = tuning.class_weights(skewed)
+    weights = metrics.class_weights(skewed)
     assert weights["joy"] == pytest.approx(12 / (4 * 6)) and weights["fear"] == 1.5
 
 
 def test_early_stopping_restores_the_best_weights(teacher, tone_rows):
-    from slmlab import tone_tuning, zoo
+    from slmlab import presets, zoo
 
-    model = tone_tuning.add_lora(zoo.load("tiny-phi3-teacher")[0], r=4, alpha=8)
+    model = presets.add_lora(zoo.load_model("tiny-phi3-teacher"), r=4, alpha=8)
     _, tokenizer = teacher
-    history = tuning.train_with_validation(model, tokenizer, tone_rows["train"][:16],
+    history = train_loop.train_with_validation(model, tokenizer, tone_rows["train"][:16],
                                            tone_rows["validation"][:16], steps=30,
                                            eval_every=5, lr=3e-2, patience=1)
     points = [h for h in history if "val_loss" in h]
     best = min(points, key=lambda h: h["val_loss"])
     assert history[-1] == {"step": best["step"], "restored_best": True}
-    restored = tuning.label_loss(model, tokenizer, tone_rows["validation"][:16])
+    restored = train_loop.label_loss(model, tokenizer, tone_rows["validation"][:16])
     assert restored == pytest.approx(best["val_loss"], rel=1e-4)
 
 

@@ -12,8 +12,9 @@ from transformers import Phi3ForCausalLM
 from slmlab import MODELS_DIR, zoo
 from slmlab.corpus import make_corpus
 from slmlab.lexicon import TONES
-from slmlab.metrics import label_token_ids, perplexity
+from slmlab.metrics import count_parameters, perplexity
 from slmlab.pretrain import HELDOUT_SEED, build_zoo, token_stream
+from slmlab.task import label_token_ids
 
 
 def test_zoo_models_are_phi3_with_real_module_names(teacher, student):
@@ -24,7 +25,7 @@ def test_zoo_models_are_phi3_with_real_module_names(teacher, student):
 
 
 def test_student_is_at_most_a_fifth_of_the_teacher(teacher, student):
-    assert zoo.count_parameters(student[0]) * 5 <= zoo.count_parameters(teacher[0])
+    assert count_parameters(student[0]) * 5 <= count_parameters(teacher[0])
 
 
 def test_files_are_hugging_face_format():
@@ -43,7 +44,7 @@ def test_tokenizer_has_phi3_specials_and_chat_template(teacher):
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
         tokenize=False)
     assert chat == "<|user|>\nhi<|end|>\n<|assistant|>\nhello<|end|>\n<|endoftext|>"
-    assert len(set(label_token_ids(tokenizer))) == len(TONES)
+    assert len(set(label_token_ids(tokenizer).values())) == len(TONES)
 
 
 def test_pretrained_models_beat_untrained_ones_by_far(teacher, student):

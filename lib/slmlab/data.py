@@ -1,7 +1,7 @@
-"""Tone data: validated loading through `datasets`, and the course's prompt templates.
+"""Tone data: the splits on disk, loaded through `datasets` after a row-by-row check.
 
-The prompt template lives here and only here. Rows are `{"phrase": ..., "tone": ...}`,
-the format of Olive's tone example; a malformed row fails with `file:line: what is wrong`.
+Rows are `{"phrase": ..., "tone": ...}`, the format of Olive's tone example; a malformed
+row fails with `file:line: what is wrong`. How a row becomes a prompt is `task.py`'s.
 """
 
 import json
@@ -14,9 +14,6 @@ from slmlab import DATA_DIR
 from slmlab.lexicon import TONES, all_cue_words
 
 TONE_DIR = DATA_DIR / "tone"
-SPLITS = ("train", "validation", "test")
-TEXT_TEMPLATE = "### Text: {phrase}\n### The tone is:\n{tone}"
-CHAT_QUESTION = "What is the tone of this text? Answer with one word.\n{phrase}"
 
 
 class DataError(ValueError):
@@ -87,24 +84,6 @@ def load_tone(split: str, data_dir: str | Path = TONE_DIR) -> Dataset:
         print(f"note: {path} has {duplicates} duplicate rows of {count} "
               "(same phrase and tone); they are kept, and weigh double in training")
     return load_dataset("json", data_files=str(path), split="train")
-
-
-def text_prompt(phrase: str) -> str:
-    """The text-template prompt, ending where the model must write the tone."""
-    return TEXT_TEMPLATE.format(phrase=phrase, tone="")
-
-
-def text_example(phrase: str, tone: str) -> dict:
-    """Prompt/completion pair in the text template (the completion is the label)."""
-    return {"prompt": text_prompt(phrase), "completion": tone}
-
-
-def chat_messages(phrase: str, tone: str | None = None) -> list[dict]:
-    """The chat-format variant: a user question, and the answer when `tone` is given."""
-    messages = [{"role": "user", "content": CHAT_QUESTION.format(phrase=phrase)}]
-    if tone is not None:
-        messages.append({"role": "assistant", "content": tone})
-    return messages
 
 
 def words(phrase: str) -> set[str]:

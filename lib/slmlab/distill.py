@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from slmlab.lexicon import TONES
-from slmlab.metrics import build_prompts, label_token_ids, next_token_logits
+from slmlab.task import build_prompts, label_token_ids, last_token_logits
 
 # How the teacher's base model is asked to write new phrases: sentence openings.
 SENTENCE_STARTS = ["I feel", "I was", "She was", "He felt", "We were", "They were",
@@ -26,8 +26,9 @@ def soft_labels(model, tokenizer, phrases: Sequence[str], temperature: float = 1
     """Teacher's distribution over the four labels (phrases x 4), softened by `temperature`."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, not {temperature}")
-    logits = next_token_logits(model, tokenizer, build_prompts(tokenizer, phrases, template))
-    return torch.softmax(logits[:, label_token_ids(tokenizer)] / temperature, dim=-1)
+    logits = last_token_logits(model, tokenizer, build_prompts(tokenizer, phrases, template))
+    label_ids = list(label_token_ids(tokenizer).values())  # in TONES order
+    return torch.softmax(logits[:, label_ids] / temperature, dim=-1)
 
 
 def label_rows(model, tokenizer, phrases: Sequence[str], temperature: float = 1.0) -> list[dict]:
@@ -45,8 +46,7 @@ def sample_phrases(model, tokenizer, n: int, starts: Sequence[str] = SENTENCE_ST
     sentence end. Sampling (not greedy) gives variety; lower temperature, less junk."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    model.eval()
-    tokenizer.padding_side = "left"
+    model.eval()  # the zoo's tokenizer pads on the left: generation continues each start
     phrases: list[str] = []
     while len(phrases) < n:
         prompts = [rng.choice(starts) for _ in range(min(batch_size, n - len(phrases)))]

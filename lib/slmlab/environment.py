@@ -39,8 +39,8 @@ def describe() -> dict:
         "torch_threads": torch.get_num_threads(),
         "device": best_device(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "memory_total_gb": round(memory.total / 2**30, 1),
-        "memory_available_gb": round(memory.available / 2**30, 1),
+        "memory_total_gb": round(memory.total / 1e9, 1),
+        "memory_available_gb": round(memory.available / 1e9, 1),
         "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE", "0"),
     }
 

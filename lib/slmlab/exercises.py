@@ -11,8 +11,6 @@ from typing import Any
 
 import torch
 
-Case = tuple[tuple, Any]  # (arguments, expected result)
-
 
 def _same(got: Any, expected: Any) -> bool:
     if isinstance(expected, torch.Tensor):

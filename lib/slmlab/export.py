@@ -5,7 +5,6 @@ quietly (the builder logs every tensor) and time them.
 """
 
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -13,9 +12,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from slmlab import saving
-from slmlab.lexicon import TONES
-from slmlab.metrics import label_token_ids
+from slmlab import saving, tools
+from slmlab.task import label_token_ids
 
 
 def merged_weight(weight, lora_A, lora_B, alpha: float, r: int):
@@ -93,18 +91,18 @@ def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
     if adapter_path is not None:
         check_adapter_fits(adapter_path, model_dir)
     log = out_dir.with_name(f"{out_dir.name}.builder.log")  # beside it: kept when a build fails
+    kept = f"; the previous {out_dir.name} is intact" if out_dir.exists() else ""
     start = time.perf_counter()
     with saving.replace_atomically(out_dir) as staging:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as handle:
-            command = builder_command(model_dir, staging, precision, adapter_path,
-                                      quantize_embeddings)
-            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
-        if done.returncode != 0 or not (staging / "genai_config.json").exists():
-            last = [line for line in log.read_text().splitlines() if line.strip()][-1:] or [""]
-            kept = f"; the previous {out_dir.name} is intact" if out_dir.exists() else ""
-            raise RuntimeError(f"onnxruntime-genai builder failed ({precision}): "
-                               f"{last[0].strip()[:300]} (log {log}){kept}")
+        command = builder_command(model_dir, staging, precision, adapter_path,
+                                  quantize_embeddings)
+        try:
+            tools.run_tool(command, log, f"onnxruntime-genai builder ({precision})")
+        except tools.ToolError as error:
+            raise tools.ToolError(f"{error}{kept}") from None
+        if not (staging / "genai_config.json").exists():
+            raise tools.ToolError(f"onnxruntime-genai builder ({precision}) wrote no "
+                                  f"genai_config.json: {tools.last_line(log)} (log {log}){kept}")
     print(f"{precision}: built {out_dir} in {time.perf_counter() - start:.1f} s")
     return out_dir
 
@@ -141,7 +139,7 @@ def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
 def og_tone_accuracy(model, tokenizer, prompts: Sequence[str], rows: Sequence[dict],
                      adapters=None, adapter: str | None = None) -> float:
     """Share of prompts whose first greedy ORT-GenAI token is the row's label token."""
-    label_ids = dict(zip(TONES, label_token_ids(tokenizer), strict=True))
+    label_ids = label_token_ids(tokenizer)
     hits = 0
     for prompt, row in zip(prompts, rows, strict=True):
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

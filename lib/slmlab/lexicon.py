@@ -1,6 +1,6 @@
 """The course's emotion lexicon: tones, cue words and situations.
 
-Both the pretraining corpus (`corpus.py`) and the tone dataset (`tone_data.py`) draw
+Both the pretraining corpus (`corpus.py`) and the tone dataset (`make_tone_data.py`) draw
 from here. Every cue word and situation appears in the pretraining corpus, but only the
 `train` halves appear in the tone training split: the `heldout` halves exist so that
 the test split can measure whether fine-tuning generalises through what the base model

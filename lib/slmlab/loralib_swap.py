@@ -11,8 +11,6 @@ import loralib as lora
 import torch
 from torch import nn
 
-from slmlab.zoo import count_parameters
-
 
 def merged_linear_from(linear: nn.Linear, r: int, alpha: int,
                        enable: Sequence[bool] = (True, False, True)) -> lora.MergedLinear:
@@ -63,9 +61,3 @@ def swap_attention(model, r: int = 8, alpha: int = 16, qkv: Sequence[bool] = (Tr
     if embeddings:
         model.model.embed_tokens = embedding_from(model.model.embed_tokens, r, alpha)
     return model
-
-
-def trainable_summary(model: nn.Module) -> dict:
-    """Trainable and total parameter counts, and the trainable percentage."""
-    total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
-    return {"trainable": trainable, "total": total, "percent": 100 * trainable / total}

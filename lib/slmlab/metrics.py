@@ -1,74 +1,26 @@
-"""Metrics the labs report: tone accuracy and macro-F1, perplexity, latency, memory, speed.
+"""Measures the labs report, one unit each (MB = 1e6 bytes): tone accuracy, macro-F1,
+confusion matrix, perplexity, BLEU/ROUGE, latency, speed, parameter counts, sizes on disk,
+weight and process memory.
 
-A tone is predicted by comparing the next-token logits of the four single-token labels
-at the end of the prompt; comparing whole-label log-likelihoods would favour short labels.
+Measures only: what the task asks and how a tone is predicted live in `task.py`.
 """
 
+import gc
 import math
+import os
 import statistics
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import psutil
 import torch
+from torch import nn
 
-from slmlab.data import chat_messages, text_prompt
 from slmlab.lexicon import TONES
-
-NOT_A_LABEL = "(not a label)"
-
-
-def label_token_ids(tokenizer, labels: Sequence[str] = TONES) -> list[int]:
-    """The single token each label is written with after the prompt's newline."""
-    ids = []
-    for label in labels:
-        pieces = tokenizer("\n" + label, add_special_tokens=False)["input_ids"]
-        if len(pieces) != 2:
-            raise ValueError(f"label {label!r} is not a single token after a newline")
-        ids.append(pieces[1])
-    return ids
-
-
-def build_prompts(tokenizer, phrases: Sequence[str], template: str = "text") -> list[str]:
-    """Prompts ending where the tone is written: `template` is "text" or "chat"."""
-    if template == "text":
-        return [text_prompt(p) for p in phrases]
-    if template == "chat":
-        return [tokenizer.apply_chat_template(chat_messages(p), tokenize=False,
-                                              add_generation_prompt=True) for p in phrases]
-    raise ValueError(f"template must be 'text' or 'chat', not {template!r}")
-
-
-@torch.no_grad()
-def next_token_logits(model, tokenizer, prompts: Sequence[str],
-                      batch_size: int = 32) -> torch.Tensor:
-    """Logits of the token after each prompt (prompts x vocabulary), on the CPU."""
-    model.eval()
-    tokenizer.padding_side = "left"  # so position -1 is each prompt's last token
-    chunks = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt",
-                          padding=True, add_special_tokens=False).to(model.device)
-        chunks.append(model(**batch).logits[:, -1, :].float().cpu())
-    return torch.cat(chunks)
-
-
-def predict_tones(model, tokenizer, phrases: Sequence[str], template: str = "text",
-                  batch_size: int = 32, restrict_to_labels: bool = True) -> list[str]:
-    """The predicted tone of each phrase, from the next-token logits after the prompt.
-
-    With `restrict_to_labels` (a classifier's view) the answer is the label whose token
-    scores highest: it probes what the model knows. Without it (a chatbot's view) the
-    answer is the model's own greedy next token, and anything but a label token counts
-    as `NOT_A_LABEL`: it measures whether the model does the task.
-    """
-    label_ids = label_token_ids(tokenizer)
-    logits = next_token_logits(model, tokenizer, build_prompts(tokenizer, phrases, template),
-                               batch_size)
-    if restrict_to_labels:
-        return [TONES[i] for i in logits[:, label_ids].argmax(-1).tolist()]
-    return [TONES[label_ids.index(i)] if i in label_ids else NOT_A_LABEL
-            for i in logits.argmax(-1).tolist()]
+from slmlab.task import NOT_A_LABEL, predict_tones
 
 
 def accuracy(predictions: Sequence[str], targets: Sequence[str]) -> float:
@@ -86,6 +38,23 @@ def macro_f1(predictions: Sequence[str], targets: Sequence[str]) -> float:
         fn = sum(t == label != p for p, t in zip(predictions, targets, strict=True))
         scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return sum(scores) / len(scores)
+
+
+def confusion_matrix(predictions: Sequence[str], targets: Sequence[str],
+                     labels: Sequence[str] = TONES) -> list[list[int]]:
+    """Counts: one row per true label, one column per predicted label plus "not a label"."""
+    columns = [*labels, NOT_A_LABEL]
+    matrix = [[0] * len(columns) for _ in labels]
+    for predicted, target in zip(predictions, targets, strict=True):
+        column = columns.index(predicted) if predicted in columns else len(labels)
+        matrix[list(labels).index(target)][column] += 1
+    return matrix
+
+
+def class_weights(rows: Sequence[dict], labels: Sequence[str] = TONES) -> dict[str, float]:
+    """Inverse-frequency weights, scaled so that a balanced set gets 1.0 for every class."""
+    counts = {label: sum(r["tone"] == label for r in rows) for label in labels}
+    return {label: len(rows) / (len(labels) * count) for label, count in counts.items()}
 
 
 def tone_accuracy(model, tokenizer, rows: Sequence[dict], template: str = "text",
@@ -118,7 +87,7 @@ def median_latency_ms(fn: Callable[[], object], repeats: int = 20, warmup: int =
     return statistics.median(times)
 
 
-def weight_memory_mb(model: torch.nn.Module) -> float:
+def weight_memory_mb(model: nn.Module) -> float:
     """Megabytes held by parameters and buffers."""
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors) / 1e6
@@ -127,6 +96,74 @@ def weight_memory_mb(model: torch.nn.Module) -> float:
 def process_memory_mb() -> float:
     """Resident memory of this process now, in megabytes."""
     return psutil.Process().memory_info().rss / 1e6
+
+
+def peak_rss_mb(fn: Callable[[], object], every_s: float = 0.005) -> tuple[object, float]:
+    """Run `fn`; return its result and the peak RSS above the RSS before it, in MB."""
+    gc.collect()
+    start = peak = process_memory_mb()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process_memory_mb())
+            time.sleep(every_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        sampler.join()
+    return result, peak - start
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def trainable_summary(model: nn.Module) -> dict:
+    """Trainable and total parameter counts, and the trainable percentage."""
+    total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
+    return {"trainable": trainable, "total": total, "percent": 100 * trainable / total}
+
+
+def size_on_disk_mb(path: str | os.PathLike) -> float:
+    """Megabytes of all files under `path` (a file or a directory)."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def saved_size_mb(model) -> float:
+    """What you would ship: `save_pretrained`'s files (a PEFT adapter, or a whole model)."""
+    with tempfile.TemporaryDirectory() as directory:
+        model.save_pretrained(directory)
+        return size_on_disk_mb(directory)
+
+
+def linear_weight_bytes(model: nn.Module) -> dict:
+    """Bytes held by the weights of the decoder's linear layers, as stored (any format).
+
+    For a 4-bit layer this counts the packed weights plus its quantization state (block
+    absmax values, and with double quantization their own scales).
+    """
+    total, count = 0, 0
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or name.endswith("lm_head"):
+            continue
+        weight = module.weight
+        total += weight.numel() * weight.element_size()
+        state = getattr(weight, "quant_state", None)
+        if state is not None:
+            total += state.absmax.numel() * state.absmax.element_size()
+            if state.nested:
+                total += state.state2.absmax.numel() * state.state2.absmax.element_size()
+                total += state.state2.code.numel() * state.state2.code.element_size()
+        count += 1
+    return {"bytes": total, "layers": count}
 
 
 @torch.no_grad()
@@ -157,7 +194,7 @@ def tone_report(model, tokenizer, rows: Sequence[dict], template: str = "text",
         "macro_f1": macro_f1(predictions, targets),
         "latency_ms": latency,
         "throughput_per_s": min(32, len(phrases)) / (batch_ms / 1000),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": count_parameters(model),
         "weight_mb": weight_memory_mb(model),
     }
 

@@ -11,13 +11,12 @@ into `.venv/olive-builder`; `olive_env()` puts it on PYTHONPATH for Olive's proc
 """
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from slmlab.data import TEXT_TEMPLATE
-from slmlab.tone_tuning import PHI3_LORA_TARGETS
+from slmlab import tools
+from slmlab.presets import PHI3_LORA_TARGETS
+from slmlab.task import TEXT_TEMPLATE
 
 BUILDER_DIR = Path(sys.prefix) / "olive-builder"
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)
@@ -40,18 +39,9 @@ def olive_command(*args: str) -> list[str]:
 
 
 def run_olive(args: list[str], log_path: str | Path, cwd: str | Path | None = None) -> float:
-    """Run `olive ARGS`, log to `log_path`; return seconds, or raise with the log's end."""
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        done = subprocess.run(olive_command(*args), stdout=log, stderr=subprocess.STDOUT,
-                              env=olive_env(), cwd=cwd)
-    if done.returncode != 0:
-        tail = "\n".join(log_path.read_text().splitlines()[-12:])
-        raise RuntimeError(f"olive {args[0]} failed (exit {done.returncode}); log {log_path}:\n"
-                           f"{tail}")
-    return time.perf_counter() - start
+    """Run `olive ARGS`, log to `log_path`; return seconds, or raise ToolError (one line)."""
+    return tools.run_tool(olive_command(*args), log_path, f"olive {args[0]}", env=olive_env(),
+                          cwd=cwd)
 
 
 def training_losses(log_path: str | Path) -> list[float]:

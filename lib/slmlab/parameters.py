@@ -12,6 +12,7 @@ hold for every parameter set and stay asserted.
 """
 
 import ast
+import functools
 import json
 import re
 from pathlib import Path
@@ -28,6 +29,7 @@ class ParameterError(ValueError):
     """A lab parameter with the wrong type or out of range (one line: name, value, rule)."""
 
 
+@functools.cache  # read once per run: validate, the comments and the defaults all need it
 def _parameters_cell(lab: str, labs_dir: Path) -> str:
     notebook = json.loads((labs_dir / f"{lab}.ipynb").read_text())
     cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))

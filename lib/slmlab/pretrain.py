@@ -9,6 +9,7 @@ same config, weights hash) go to `models/zoo_card.json`.
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -141,3 +142,10 @@ def build_zoo(out_root: Path = MODELS_DIR, force: bool = False,
     out_root.mkdir(parents=True, exist_ok=True)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+if __name__ == "__main__":
+    # `make zoo` builds what is missing; --force rebuilds every model from scratch
+    if sys.argv[1:] not in ([], ["--force"]):
+        sys.exit("usage: python -m slmlab.pretrain [--force]")
+    build_zoo(force=sys.argv[1:] == ["--force"])

@@ -1,8 +1,9 @@
-"""QLoRA helpers: the 4-bit config, a capability check, NF4 by hand, and byte counts.
+"""QLoRA on a CPU: can bitsandbytes run 4 bit here, NF4 by hand, 4-bit byte counts.
 
-Lab 04 writes `BitsAndBytesConfig` inline; this module checks that bitsandbytes' 4-bit
-path really runs on this machine (so the lab can say so in one line when it does not),
-and gives a plain-PyTorch NF4 round trip that teaches the format on any CPU.
+Lab 04 writes `BitsAndBytesConfig` inline (the preset is `presets.four_bit_config`). This
+module checks that bitsandbytes' 4-bit path really runs on this machine (so the lab can
+say so in one line when it does not), and gives a plain-PyTorch NF4 round trip that
+teaches the format on any CPU.
 """
 
 import os
@@ -21,14 +22,6 @@ NF4_LEVELS = torch.tensor([
     0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
     0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ])
-
-
-def four_bit_config(compute_dtype: torch.dtype = torch.float32):
-    """nf4 with double quantization; compute in fp32 on a CPU, bf16 on a recent GPU."""
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
 
 
 def four_bit_status() -> tuple[bool, str]:
@@ -58,28 +51,6 @@ def nf4_roundtrip(weight: torch.Tensor, block_size: int = 64) -> torch.Tensor:
     absmax = flat.abs().max(dim=1, keepdim=True).values.clamp(min=1e-12)
     codes = ((flat / absmax).unsqueeze(-1) - NF4_LEVELS).abs().argmin(dim=-1)
     return (NF4_LEVELS[codes] * absmax).reshape(weight.shape)
-
-
-def linear_weight_bytes(model: nn.Module) -> dict:
-    """Bytes held by the weights of the decoder's linear layers, as stored (any format).
-
-    For a 4-bit layer this counts the packed weights plus its quantization state (block
-    absmax values, and with double quantization their own scales).
-    """
-    total, count = 0, 0
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or name.endswith("lm_head"):
-            continue
-        weight = module.weight
-        total += weight.numel() * weight.element_size()
-        state = getattr(weight, "quant_state", None)
-        if state is not None:
-            total += state.absmax.numel() * state.absmax.element_size()
-            if state.nested:
-                total += state.state2.absmax.numel() * state.state2.absmax.element_size()
-                total += state.state2.code.numel() * state.state2.code.element_size()
-        count += 1
-    return {"bytes": total, "layers": count}
 
 
 def four_bit_bytes(n_weights: int, block_size: int = 64) -> int:

@@ -1,4 +1,4 @@
-"""CPU-sane TRL / PEFT presets, and the SFT training of lab 03 as a script.
+"""Lab 03's supervised fine-tuning with TRL: CPU-sane SFTConfig, trainer, cached adapter, script.
 
 `python -m slmlab.sft --model-id tiny-phi3-teacher --output-dir runs/sft` trains a LoRA
 adapter with TRL's SFTTrainer on the tone data. The same file runs on several GPUs:
@@ -19,21 +19,14 @@ from peft import PeftModel
 from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from slmlab import artifact_cache, saving, zoo
-from slmlab.data import chat_messages, load_tone, text_example
-from slmlab.tone_tuning import lora_config  # noqa: F401 - part of sft's API (lab 03)
+from slmlab import artifact_cache, saving, task, zoo
+from slmlab.data import load_tone
+from slmlab.presets import lora_config
 
 
 def sft_dataset(rows, template: str = "text") -> Dataset:
-    """Prompt/completion rows; TRL then computes the loss on the completion only."""
-    if template == "text":
-        records = [text_example(r["phrase"], r["tone"]) for r in rows]
-    elif template == "chat":  # conversational: TRL applies the tokenizer's chat template
-        records = [{"prompt": chat_messages(r["phrase"]),
-                    "completion": chat_messages(r["phrase"], r["tone"])[1:]} for r in rows]
-    else:
-        raise ValueError(f"template must be 'text' or 'chat', not {template!r}")
-    return Dataset.from_list(records)
+    """Prompt/completion rows (`task.examples`); TRL computes the loss on the completion only."""
+    return Dataset.from_list(task.examples(list(rows), template))
 
 
 def sft_config(output_dir: str | Path, max_steps: int = 150, learning_rate: float = 3e-3,
@@ -69,18 +62,19 @@ class StopAfter(TrainerCallback):
 
 
 def build_trainer(model_id: str, output_dir: str | Path, template: str = "text",
-                  r: int = 8, alpha: int = 16, dropout: float = 0.05,
-                  callbacks: list | None = None, model=None, train_rows=None,
-                  trainer_class: type[SFTTrainer] = SFTTrainer, **config) -> SFTTrainer:
+                  r: int = 8, alpha: int = 16, dropout: float = 0.05, model=None,
+                  train_rows=None, trainer_class: type[SFTTrainer] = SFTTrainer,
+                  **config) -> SFTTrainer:
     """An SFTTrainer for LoRA with the tone train (or `train_rows`) and validation splits.
 
     Loads `model_id`, unless a ready `model` (e.g. a 4-bit one, lab 04) is passed;
-    `trainer_class` may be an SFTTrainer subclass (lab 07's custom loss).
+    `trainer_class` may be an SFTTrainer subclass (lab 07's custom loss). Every training
+    setting goes through `**config` into `sft_config`: new options need no new parameter.
     """
     tokenizer = zoo.load_tokenizer(model_id)
     if model is None:
-        model, _ = zoo.load(model_id, dtype=torch.bfloat16 if config.get("bf16")
-                            else torch.float32)
+        model = zoo.load_model(model_id, dtype=torch.bfloat16 if config.get("bf16")
+                               else torch.float32)
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
     return trainer_class(
         model=model, args=sft_config(output_dir, **config),
@@ -88,7 +82,6 @@ def build_trainer(model_id: str, output_dir: str | Path, template: str = "text",
                                   template),
         eval_dataset=sft_dataset(load_tone("validation"), template),
         processing_class=tokenizer, peft_config=lora_config(r, alpha, dropout),
-        callbacks=callbacks,
     )
 
 

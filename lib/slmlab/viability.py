@@ -16,8 +16,9 @@ import torch
 
 from slmlab import RUNS_DIR, zoo
 from slmlab.data import load_tone, unseen_word_rows
-from slmlab.metrics import tone_accuracy
-from slmlab.tone_tuning import add_lora, train_on_tone
+from slmlab.metrics import count_parameters, tone_accuracy
+from slmlab.presets import add_lora
+from slmlab.train_loop import train_on_tone
 
 
 def measure(steps: int = 150, r: int = 8, lr: float = 3e-3, seed: int = 0) -> dict:
@@ -33,11 +34,11 @@ def measure(steps: int = 150, r: int = 8, lr: float = 3e-3, seed: int = 0) -> di
     torch.manual_seed(seed)
     model, tokenizer = zoo.load("tiny-phi3-teacher")
     model = add_lora(model, r=r, alpha=2 * r)
-    trainable = zoo.count_parameters(model, trainable_only=True)
+    trainable = count_parameters(model, trainable_only=True)
     run = train_on_tone(model, tokenizer, train, steps=steps, lr=lr, seed=seed)
     figures.update(
         lora_steps=steps, lora_rank=r, lora_seconds=run["seconds"],
-        lora_trainable_percent=100 * trainable / zoo.count_parameters(model),
+        lora_trainable_percent=100 * trainable / count_parameters(model),
         teacher_lora_test_generated=tone_accuracy(model, tokenizer, test,
                                                   restrict_to_labels=False),
         teacher_lora_test_label_restricted=tone_accuracy(model, tokenizer, test),

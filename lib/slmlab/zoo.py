@@ -2,12 +2,11 @@
 
 `load(model_id)` takes a zoo name (`tiny-phi3-teacher`, `tiny-phi3-student`), a local
 directory in Hugging Face format, or a hub ID such as `microsoft/Phi-3-mini-4k-instruct`.
-Zoo models ship in `models/` (a few MB); `python -m slmlab.zoo build` rebuilds them
-from scratch, deterministically (see `pretrain.py`).
+Zoo models ship in `models/` (a few MB); `python -m slmlab.pretrain` rebuilds them
+from scratch, deterministically.
 """
 
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -88,33 +87,18 @@ def resolve(model_id: str | os.PathLike) -> str:
 
 
 def load_tokenizer(model_id: str | os.PathLike):
-    """The tokenizer of `model_id` (zoo name, directory or hub ID)."""
-    return AutoTokenizer.from_pretrained(resolve(model_id))
+    """The tokenizer of `model_id` (zoo name, directory or hub ID), padding on the left:
+    every batch of prompts then ends at position -1, where the tone is predicted."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve(model_id))
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(model_id: str | os.PathLike, dtype: torch.dtype = torch.float32, **kwargs):
+    """The model of `model_id`; extra kwargs go to `from_pretrained`."""
+    return AutoModelForCausalLM.from_pretrained(resolve(model_id), dtype=dtype, **kwargs)
 
 
 def load(model_id: str | os.PathLike, dtype: torch.dtype = torch.float32, **kwargs):
     """(model, tokenizer) for `model_id`; extra kwargs go to `from_pretrained`."""
-    path = resolve(model_id)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
-    return model, tokenizer
-
-
-def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def size_on_disk_mb(path: str | os.PathLike) -> float:
-    """Megabytes of all files under `path` (a file or a directory)."""
-    path = Path(path)
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files) / 1e6
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["build"]:
-        from slmlab.pretrain import build_zoo
-
-        build_zoo(force="--force" in sys.argv)
-    else:
-        print("usage: python -m slmlab.zoo build [--force]")
+    return load_model(model_id, dtype, **kwargs), load_tokenizer(model_id)

@@ -1,0 +1,45 @@
+"""The Phi-3 PEFT presets: which modules get adapters, and each method's config.
+
+Phi-3 fuses q, k and v into `qkv_proj` and the MLP's gate and up projections into
+`gate_up_proj`; recipes written for Llama (`q_proj`, `v_proj`, ...) match nothing here.
+Labs write these configs inline to teach them and assert they equal the presets.
+"""
+
+import torch
+from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
+
+PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+
+
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.05) -> LoraConfig:
+    """LoRA on Phi-3's fused projections (qkv_proj, gate_up_proj) and the others."""
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=PHI3_LORA_TARGETS, task_type="CAUSAL_LM")
+
+
+def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0):
+    """Wrap `model` with PEFT LoRA adapters on the Phi-3 projections."""
+    return get_peft_model(model, lora_config(r, alpha, dropout))
+
+
+def peft_config(method: str, rank: int = 8):
+    """The PEFT config of each parameter-efficient method of lab 08."""
+    if method in ("lora", "qlora"):
+        return lora_config(rank, alpha=2 * rank, dropout=0.0)
+    if method == "ia3":  # scales qkv_proj's output (q, k and v: fused) and down_proj's input
+        return IA3Config(task_type="CAUSAL_LM", target_modules=["qkv_proj", "down_proj"],
+                         feedforward_modules=["down_proj"])
+    if method == "prompt_tuning":  # 8 trainable "virtual token" embeddings before the input
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8)
+    if method == "prefix_tuning":  # trainable keys/values for 8 positions in every layer
+        return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8)
+    raise ValueError(f"no PEFT config for method {method!r}")
+
+
+def four_bit_config(compute_dtype: torch.dtype = torch.float32):
+    """QLoRA's base: nf4 with double quantization; compute in fp32 on a CPU, bf16 on a
+    recent GPU."""
+    from transformers import BitsAndBytesConfig  # here: the import is slow, few callers
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)

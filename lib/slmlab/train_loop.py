@@ -1,0 +1,110 @@
+"""The course's own training loop for the tone task, in plain PyTorch.
+
+The course trains two ways, on purpose. Labs 03-06 and 07's search and custom loss teach
+the Hugging Face path (TRL's SFTTrainer: checkpoints, resume, logging, callbacks), which is
+how Phi-3 is fine-tuned at scale. This loop serves what a trainer hides or does not take:
+a KD loss over the teacher's label distribution (lab 01), loralib layers PEFT does not
+know (02), a validation loss every few steps with early stopping (07), six PEFT methods
+trained and measured by one probe (08). Its loss is the cross-entropy of the label token
+after the prompt only, so the model learns the answer, not the prompt.
+"""
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from slmlab.task import build_prompts, label_token_ids, last_token_logits
+
+
+def label_cross_entropy(logits: torch.Tensor, rows: Sequence[dict],
+                        label_ids: dict[str, int]) -> torch.Tensor:
+    """The default loss: cross-entropy of each row's tone token over the whole vocabulary."""
+    targets = torch.tensor([label_ids[r["tone"]] for r in rows], device=logits.device)
+    return torch.nn.functional.cross_entropy(logits, targets)
+
+
+def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float = 3e-3,
+                  batch_size: int = 16, template: str = "text", seed: int = 0,
+                  progress: bool = True, loss_fn: Callable = label_cross_entropy,
+                  evaluate: Callable[[int], bool] | None = None) -> dict:
+    """AdamW on the parameters that require grad, to predict each row's tone token.
+
+    `loss_fn(logits, rows, label_ids)` gets the next-token logits at the end of each
+    prompt (batch x vocabulary), the batch's rows and {tone: token id}. `evaluate(step)`,
+    if given, runs after each step (1-based) with the model in eval mode; True stops.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, not {steps!r}")
+    label_ids, rows = label_token_ids(tokenizer), list(rows)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
+    losses, start = [], time.perf_counter()
+    for step in tqdm(range(1, steps + 1), desc="fine-tune", disable=not progress,
+                     mininterval=2):
+        model.train()
+        batch_rows = rng.sample(rows, min(batch_size, len(rows)))
+        prompts = build_prompts(tokenizer, [r["phrase"] for r in batch_rows], template)
+        batch = tokenizer(prompts, return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
+        loss = loss_fn(model(**batch).logits[:, -1, :], batch_rows, label_ids)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # one bad batch cannot blow up LoRA
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        model.eval()
+        if evaluate is not None and evaluate(step):
+            break
+    return {"seconds": round(time.perf_counter() - start, 1), "losses": losses}
+
+
+@torch.no_grad()
+def label_loss(model, tokenizer, rows: Sequence[dict]) -> float:
+    """Mean cross-entropy of each row's tone token after its prompt (no dropout)."""
+    logits = last_token_logits(model, tokenizer,
+                               build_prompts(tokenizer, [r["phrase"] for r in rows]))
+    return label_cross_entropy(logits, rows, label_token_ids(tokenizer)).item()
+
+
+def should_stop(val_losses: Sequence[float], patience: int) -> bool:
+    """Early stopping: the last `patience` evaluations are all no better than the best before."""
+    if len(val_losses) <= patience:
+        return False
+    best_before = min(val_losses[:-patience])
+    return min(val_losses[-patience:]) >= best_before
+
+
+def train_with_validation(model, tokenizer, train_rows: Sequence[dict],
+                          val_rows: Sequence[dict], steps: int, eval_every: int,
+                          lr: float = 3e-3, batch_size: int = 16, seed: int = 0,
+                          patience: int | None = None) -> list[dict]:
+    """Train on the tone token; every `eval_every` steps record train and validation loss.
+
+    With `patience`, stop when `should_stop` says so and restore the best weights seen.
+    """
+    history, best = [], {"loss": math.inf, "state": None}
+
+    def evaluate(step: int) -> bool:
+        if step % eval_every:
+            return False
+        point = {"step": step, "train_loss": label_loss(model, tokenizer, train_rows),
+                 "val_loss": label_loss(model, tokenizer, val_rows)}
+        history.append(point)
+        if point["val_loss"] < best["loss"]:
+            best.update(loss=point["val_loss"], step=step, state={  # the trained weights only
+                name: p.detach().clone() for name, p in model.named_parameters()
+                if p.requires_grad})
+        return patience is not None and should_stop([h["val_loss"] for h in history], patience)
+
+    train_on_tone(model, tokenizer, train_rows, steps, lr=lr, batch_size=batch_size, seed=seed,
+                  progress=False, evaluate=evaluate)
+    if patience is not None and best["state"] is not None:
+        model.load_state_dict(best["state"], strict=False)
+        history.append({"step": best["step"], "restored_best": True})
+    return history
