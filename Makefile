@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup zoo course test lab labs bench variance lint clean
+.PHONY: setup zoo course test lab labs bench variance progress lint clean
 
 setup: $(STAMP) zoo
 
@@ -58,6 +58,13 @@ labs: $(STAMP)
 # The headline comparisons over seeds -> runs/variance.json (a benchmark, ~3 min per seed).
 variance: setup
 	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS))
+
+# Your exercises from each lab's last run: done, wrong (with the message), not started.
+# RUN=1 re-runs the labs you edited since their last run first (QUICK=1: with few steps);
+# HTML=path also writes the table as a page.
+progress: setup
+	@$(BIN)/python -m slmlab.progress $(if $(RUN),--run) $(if $(QUICK),--quick) \
+		$(if $(HTML),--html $(HTML))
 
 lint: $(STAMP)
 	@$(BIN)/ruff check conftest.py lib tests solutions labs

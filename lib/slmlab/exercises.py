@@ -4,12 +4,38 @@ In `labs/`, an unfinished exercise raises NotImplementedError; `check` then says
 "not done yet — using the reference" and returns the reference so the lab still runs
 end to end. A finished but wrong answer fails loudly with what was expected. In
 `solutions/` every check must pass, so executing the solutions tests the references.
+
+Each check's outcome is also written to `{output_dir}/exercises.json` (`record_to`, called
+by every lab's parameter check), which `make progress` reads.
 """
 
+import json
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+
+RECORD = {"path": None}  # this run's exercises.json, once the lab has called record_to
+DONE, WRONG, NOT_STARTED = "done", "wrong", "not started"
+
+
+def record_to(output_dir: str | os.PathLike) -> Path:
+    """Start this run's `exercises.json` in `output_dir` (empty: nothing checked yet)."""
+    path = Path(output_dir) / "exercises.json"
+    path.write_text("[]\n")
+    RECORD["path"] = path
+    return path
+
+
+def _record(name: str, status: str, message: str = "") -> None:
+    path = RECORD["path"]
+    if path is None:  # a check outside a lab run (tests, a learner's own script)
+        return
+    outcomes = [o for o in json.loads(path.read_text()) if o["exercise"] != name]
+    outcomes.append({"exercise": name, "status": status, "message": message[:500]})
+    path.write_text(json.dumps(outcomes, indent=2) + "\n")
 
 
 def _same(got: Any, expected: Any) -> bool:
@@ -34,11 +60,15 @@ def check(name: str, solution: Callable, reference: Callable, cases: Sequence[tu
             got = solution(*args)
         except NotImplementedError:
             print(f"⏳ {name}: not done yet — using the reference so the lab can go on")
+            _record(name, NOT_STARTED)
             return reference
         if not _same(got, expected):
-            raise AssertionError(f"✗ {name}{_short(args)} returned {got!r}, expected "
-                                 f"{expected!r}" + (f" — {hint}" if hint else ""))
+            message = (f"✗ {name}{_short(args)} returned {got!r}, expected {expected!r}"
+                       + (f" — {hint}" if hint else ""))
+            _record(name, WRONG, message)
+            raise AssertionError(message)
     print(f"✓ {name}: all {len(cases)} checks pass")
+    _record(name, DONE)
     return solution
 
 

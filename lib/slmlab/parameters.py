@@ -116,12 +116,13 @@ def check_parameters(lab: str, values: dict) -> bool:
     call at the top of every lab; it also gives the run a clean `output_dir`
     (`saving.start_run`).
     """
-    from slmlab import environment  # here, not at the top: it imports torch
+    from slmlab import environment, exercises  # here, not at the top: they import torch
 
     environment.warn_if_off_pin()
     validate(lab, values)
     if "output_dir" in values:
         saving.start_run(lab, values["output_dir"])
+        exercises.record_to(values["output_dir"])  # what `make progress` reads
     return headline_checks(values.get("check_headlines", True), lab, values)
 
 
