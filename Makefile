@@ -60,11 +60,11 @@ variance: setup
 	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS))
 
 # Your exercises from each lab's last run: done, wrong (with the message), not started.
-# RUN=1 re-runs the labs you edited since their last run first (QUICK=1: with few steps);
+# RUN=1 re-runs the labs you edited since their last run first;
 # HTML=path also writes the table as a page.
 progress: setup
-	@$(BIN)/python -m slmlab.progress $(if $(RUN),--run) $(if $(QUICK),--quick) \
-		$(if $(HTML),--html $(HTML))
+	@$(if $(RUN),$(BIN)/python -m slmlab.course --changed || true;)
+	@$(BIN)/python -m slmlab.progress $(if $(HTML),--html $(HTML))
 
 lint: $(STAMP)
 	@$(BIN)/ruff check conftest.py lib tests solutions labs

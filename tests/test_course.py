@@ -81,3 +81,37 @@ def test_a_failed_rerun_leaves_no_stale_figures_and_the_report_marks_it(tmp_path
     # the report's figures: the good lab's only (its page is for a browser test, issue 15)
     assert collect(runs_dir) == {"01_good": {"accuracy": 0.5}}
     assert (runs_dir / "report.html").exists()
+
+
+def test_only_the_labs_edited_since_their_run_run_again(tmp_path, capsys):
+    from slmlab.course import run_course
+
+    labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
+    labs_dir.mkdir()
+    labs = [tiny_lab(labs_dir / f"0{n}_good.ipynb", "x = 1") for n in (1, 2)]
+    run_course(labs_dir, runs_dir, jobs=1)
+    ran = {lab.stem: (runs_dir / lab.stem / lab.name).stat().st_mtime for lab in labs}
+    os.utime(labs[1], (ran["02_good"] + 60, ran["02_good"] + 60))  # edited after its run
+    capsys.readouterr()
+    run_course(labs_dir, runs_dir, jobs=1, changed_only=True)
+    assert "1 labs edited since their last run" in capsys.readouterr().out
+    assert (runs_dir / "01_good" / "01_good.ipynb").stat().st_mtime == ran["01_good"]
+    assert (runs_dir / "02_good" / "02_good.ipynb").stat().st_mtime > ran["02_good"]
+
+
+def test_the_report_leads_with_the_targets_and_embeds_the_plots(tmp_path):
+    from slmlab.report import write_report
+    from slmlab.targets import goal
+
+    lab = tmp_path / "03_peft_lora_sft"
+    lab.mkdir()
+    metrics = {"accuracy_after": 0.93, "targets": [goal("held-out accuracy", 0.93, ">=", 0.8),
+                                                   goal("trainable %", 2.5, "<=", 2.0)]}
+    (lab / "metrics.json").write_text(json.dumps(metrics))
+    (lab / "loss_curves.png").write_bytes(b"\x89PNG not really")
+    page = write_report(tmp_path).read_text()
+    assert page.index("Headline targets") < page.index("03_peft_lora_sft</h3>")
+    assert "data:image/png;base64," in page and "Machine and libraries" in page
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| 03_peft_lora_sft | held-out accuracy | >= 0.8 | 0.93 | met |" in markdown
+    assert "| 03_peft_lora_sft | trainable % | <= 2 | 2.5 | MISSED |" in markdown

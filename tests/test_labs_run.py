@@ -46,6 +46,9 @@ def test_lab_runs_end_to_end_with_its_scaffolds(lab, tmp_path, monkeypatch):
     executed = run_lab(lab, runs_dir=tmp_path, **QUICK_PARAMETERS[lab.stem])
     metrics = json.loads((executed.parent / "metrics.json").read_text())
     assert metrics, "the lab wrote its headline figures"
+    # every headline target reported as met or missed, never failed on (other parameters)
+    assert metrics["targets"] and all(set(t) == {"claim", "target", "measured", "met"}
+                                      for t in metrics["targets"])
     notebook = nbformat.read(executed, as_version=4)
     printed = "".join(output.get("text", "") for cell in notebook.cells
                       for output in cell.get("outputs", []))

@@ -92,3 +92,18 @@ def test_values_a_learner_may_choose_pass(lab, change):
 def test_the_defaults_pass_for_every_lab():
     for lab in sorted(p.stem for p in (REPO_ROOT / "labs").glob("0[0-8]_*.ipynb")):
         assert check_parameters(lab, lab_defaults(lab)) is True, lab
+
+
+def test_targets_are_reported_met_or_missed_and_fail_only_when_enforced(capsys):
+    from slmlab.targets import check_targets, goal
+
+    targets = [goal("accuracy", 0.9, ">=", 0.8), goal("last / first loss", 1.2, "<", 1)]
+    assert [t["met"] for t in check_targets(targets, enforce=False)] == [True, False]
+    printed = capsys.readouterr().out
+    assert "met     accuracy: 0.9 (target >= 0.8)" in printed
+    assert "MISSED  last / first loss: 1.2 (target < 1)" in printed
+    with pytest.raises(AssertionError, match="missed with the default parameters: last / first"):
+        check_targets(targets, enforce=True)
+    assert check_targets(targets[:1], enforce=True) == targets[:1]
+    with pytest.raises(ValueError, match="relation must be one of"):
+        goal("accuracy", 0.9, "==", 0.9)

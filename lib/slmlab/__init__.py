@@ -3,17 +3,18 @@
 One flat module per concept; labs import from here and never copy code. The module map,
 in layers: a module imports only from layers above its own (no cycles).
 
-    0  lexicon  zoo  presets  qlora  saving  tools  environment  (search  loralib_swap
-       exercises  labgen  report: used by labs and commands only)
+    0  lexicon  zoo  presets  qlora  saving  tools  environment  exercises  targets
+       (search  loralib_swap  labgen: used by labs and commands only)
     1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
        artifact_cache <- saving  parameters <- saving, zoo, environment, exercises
-       course <- report
+       progress <- exercises
     2  metrics <- task          train_loop <- task       distill <- task
        sft <- task, data, zoo, presets, artifact_cache   export <- task, tools, saving
-       olive_pipeline <- task, presets, tools            bench, variance <- course
-       progress <- exercises, course
+       olive_pipeline <- task, presets, tools            report <- progress, environment
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
        peft_methods, viability <- metrics, train_loop, presets, data, zoo
+       course <- report, progress
+    4  bench, variance <- course
 """
 
 import logging

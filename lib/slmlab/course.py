@@ -137,11 +137,16 @@ COURSE_JOBS = 2  # labs side by side in `make course` and `make bench` (see run_
 
 
 def run_course(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR,
-               quick: bool = False, jobs: int = COURSE_JOBS) -> Path:
+               quick: bool = False, jobs: int = COURSE_JOBS, changed_only: bool = False) -> Path:
     notebooks = sorted(labs_dir.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
         sys.exit(f"no labs found in {labs_dir}")
-    _, failed = run_labs(notebooks, runs_dir, quick, jobs=jobs)
+    if changed_only:  # `make progress RUN=1`: only the labs edited since their last run
+        from slmlab.progress import changed_labs  # here: it imports the exercise checks
+
+        notebooks = changed_labs(labs_dir, runs_dir)
+        print(f"{len(notebooks)} labs edited since their last run")
+    _, failed = run_labs(notebooks, runs_dir, quick, jobs=jobs) if notebooks else (0.0, [])
     report = write_report(runs_dir, failed)
     print(f"report: {report}")
     if failed:
@@ -153,11 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run every lab with papermill; write the report")
     parser.add_argument("--quick", action="store_true", help="QUICK_PARAMETERS: a few steps each")
     parser.add_argument("--jobs", type=int, default=COURSE_JOBS, help="labs run side by side")
+    parser.add_argument("--changed", action="store_true",
+                        help="only the labs edited since their last run")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be 1 or more, not {args.jobs}")
     run_course(runs_dir=RUNS_DIR / "quick" if args.quick else RUNS_DIR, quick=args.quick,
-               jobs=args.jobs)
+               jobs=args.jobs, changed_only=args.changed)
 
 
 if __name__ == "__main__":

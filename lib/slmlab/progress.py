@@ -2,9 +2,9 @@
 
 Every lab run writes `{output_dir}/exercises.json` (`exercises.record_to`); this reads the
 last run of each lab in `labs/` and lists every exercise the notebook checks, so one that
-the run never reached (it stopped earlier) shows as "not run". `--run` first re-runs the
-labs edited since their last run; `--html PATH` writes the table as a page an instructor
-can collect. `make progress` prints it.
+the run never reached (it stopped earlier) shows as "not run". `--html PATH` writes the
+table as a page an instructor can collect. `make progress` prints it; `make progress RUN=1`
+first re-runs the labs edited since their last run (`python -m slmlab.course --changed`).
 """
 
 import argparse
@@ -38,9 +38,11 @@ def lab_progress(notebook: Path, runs_dir: Path = RUNS_DIR) -> list[dict]:
 
 def changed_labs(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR) -> list[Path]:
     """Labs edited since their last run (or never run): what `--run` runs again."""
-    def stale(notebook: Path) -> bool:
-        record = runs_dir / notebook.stem / "exercises.json"
-        return not record.exists() or record.stat().st_mtime < notebook.stat().st_mtime
+    def stale(notebook: Path) -> bool:  # a run leaves exercises.json, papermill a copy too
+        run = runs_dir / notebook.stem
+        times = [p.stat().st_mtime for p in (run / "exercises.json", run / notebook.name)
+                 if p.exists()]
+        return not times or max(times) < notebook.stat().st_mtime
 
     return [n for n in sorted(labs_dir.glob("[0-9][0-9]_*.ipynb")) if stale(n)]
 
@@ -84,21 +86,12 @@ def page(progress: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Your exercises: done, wrong, not started")
-    parser.add_argument("--run", action="store_true", help="re-run labs edited since their run")
-    parser.add_argument("--quick", action="store_true", help="with --run: the quick parameters")
     parser.add_argument("--html", type=Path, help="also write the table as an HTML page")
     args = parser.parse_args(argv)
-    if args.run:
-        from slmlab.course import run_labs  # here: it imports papermill
-
-        changed = changed_labs()
-        print(f"re-running {len(changed)} labs edited since their last run" if changed
-              else "every lab's last run is newer than its notebook")
-        run_labs(changed, RUNS_DIR, quick=args.quick, tolerate=(Exception,))
-    progress = collect()
-    print(table(progress))
+    table_now = collect()
+    print(table(table_now))
     if args.html:
-        args.html.write_text(page(progress))
+        args.html.write_text(page(table_now))
         print(f"written: {args.html}")
 
 
