@@ -20,3 +20,22 @@ def test_every_peft_method_has_a_config_and_unknown_ones_fail():
         presets.peft_config("adapters", 4)
     assert set(peft_methods.LEARNING_RATES) == {"full", "lora", "qlora", "ia3",
                                                 "prompt_tuning", "prefix_tuning"}
+
+
+@pytest.mark.slow
+def test_a_method_is_measured_in_its_own_process(tone_rows):
+    import psutil
+
+    from slmlab import metrics, zoo
+
+    base = metrics.count_parameters(zoo.load_model("tiny-phi3-student"))
+    def workers() -> set[int]:  # multiprocessing's one resource tracker may stay: not ours
+        return {p.pid for p in psutil.Process().children(recursive=True)
+                if "resource_tracker" not in " ".join(p.cmdline())}
+
+    before = workers()
+    row = peft_methods.run_method("lora", "tiny-phi3-student", base, tone_rows["train"][:32],
+                                  tone_rows["test"][:8], steps=2, rank=2, batch_size=4)
+    assert row["trainable_params"] > 0 and 0 < row["trainable_percent"] < 100
+    assert row["peak_memory_mb"] > 0 and 0 <= row["accuracy"] <= 1
+    assert workers() == before, "the method's process ended"
