@@ -35,7 +35,9 @@ def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float 
 
     `loss_fn(logits, rows, label_ids)` gets the next-token logits at the end of each
     prompt (batch x vocabulary), the batch's rows and {tone: token id}. `evaluate(step)`,
-    if given, runs after each step (1-based) with the model in eval mode; True stops.
+    if given, runs after each step (1-based); True stops. The model stays in train mode
+    throughout (an evaluation switches to eval and back itself): loralib layers merge their
+    update into the weight on eval() and take it out on train(), which rounds the weight.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, not {steps!r}")
@@ -45,9 +47,9 @@ def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     losses, start = [], time.perf_counter()
+    model.train()
     for step in tqdm(range(1, steps + 1), desc="fine-tune", disable=not progress,
                      mininterval=2):
-        model.train()
         batch_rows = rng.sample(rows, min(batch_size, len(rows)))
         prompts = build_prompts(tokenizer, [r["phrase"] for r in batch_rows], template)
         batch = tokenizer(prompts, return_tensors="pt", padding=True,
@@ -58,9 +60,9 @@ def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        model.eval()
         if evaluate is not None and evaluate(step):
             break
+    model.eval()
     return {"seconds": round(time.perf_counter() - start, 1), "losses": losses}
 
 
@@ -93,8 +95,10 @@ def train_with_validation(model, tokenizer, train_rows: Sequence[dict],
     def evaluate(step: int) -> bool:
         if step % eval_every:
             return False
+        model.eval()
         point = {"step": step, "train_loss": label_loss(model, tokenizer, train_rows),
                  "val_loss": label_loss(model, tokenizer, val_rows)}
+        model.train()
         history.append(point)
         if point["val_loss"] < best["loss"]:
             best.update(loss=point["val_loss"], step=step, state={  # the trained weights only
