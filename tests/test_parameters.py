@@ -2,7 +2,7 @@
 
 import pytest
 
-from slmlab import REPO_ROOT
+from slmlab import REPO_ROOT, exercises
 from slmlab.parameters import (
     ParameterError,
     changed_parameters,
@@ -84,14 +84,21 @@ def test_a_bad_parameter_stops_the_lab_with_one_line(lab, change, message):
     ("07_tuning_and_evaluation", {"seed": 0, "search_seed": 3}),
     ("00_setup_tour", {"model_id": "microsoft/Phi-3-mini-4k-instruct"}),  # zoo.load says more
 ])
-def test_values_a_learner_may_choose_pass(lab, change):
+def test_values_a_learner_may_choose_pass(lab, change, tmp_path, monkeypatch):
+    monkeypatch.setitem(exercises.RECORD, "path", None)  # restored after the test
     validate(lab, defaults_for(lab) | change)
-    assert check_parameters(lab, defaults_for(lab) | change) is False  # off the defaults
+    # check_parameters also claims output_dir for this run: a folder of the test's own
+    values = defaults_for(lab) | change | {"output_dir": str(tmp_path / lab)}
+    assert check_parameters(lab, values) is False  # off the defaults
 
 
-def test_the_defaults_pass_for_every_lab():
+def test_the_defaults_pass_for_every_lab(tmp_path, monkeypatch):
+    monkeypatch.setitem(exercises.RECORD, "path", None)  # restored after the test
     for lab in sorted(p.stem for p in (REPO_ROOT / "labs").glob("0[0-8]_*.ipynb")):
-        assert check_parameters(lab, lab_defaults(lab)) is True, lab
+        # output_dir never counts as a change of parameters
+        values = lab_defaults(lab) | {"output_dir": str(tmp_path / lab)}
+        assert check_parameters(lab, values) is True, lab
+        assert (tmp_path / lab / "exercises.json").exists(), "the run records its exercises"
 
 
 def test_targets_are_reported_met_or_missed_and_fail_only_when_enforced(capsys):
