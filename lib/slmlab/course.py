@@ -8,7 +8,6 @@ see in a few minutes that every lab runs end to end (the test suite runs labs/ t
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import papermill
 from traitlets.config import Config
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.report import write_report
+from slmlab.report import last_run_seconds, write_report
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
 # reference, metrics.json is written. The headline targets (which need the full training
@@ -81,11 +80,8 @@ def _longest_first(notebooks: list[Path], runs_dir: Path) -> list[Path]:
     """Labs ordered by their last run's duration (papermill records it), longest first, so
     two workers finish together; labs never run go first, the later (longer) labs leading."""
     def last_seconds(notebook: Path) -> float:
-        executed = runs_dir / notebook.stem / notebook.name
-        try:
-            return json.loads(executed.read_text())["metadata"]["papermill"]["duration"] or 0
-        except (OSError, ValueError, KeyError, TypeError):
-            return float("inf")
+        seconds = last_run_seconds(runs_dir, notebook.stem)
+        return float("inf") if seconds is None else seconds
     return sorted(reversed(notebooks), key=last_seconds, reverse=True)
 
 

@@ -37,7 +37,7 @@ def lab_progress(notebook: Path, runs_dir: Path = RUNS_DIR) -> list[dict]:
 
 
 def changed_labs(labs_dir: Path = REPO_ROOT / "labs", runs_dir: Path = RUNS_DIR) -> list[Path]:
-    """Labs edited since their last run (or never run): what `--run` runs again."""
+    """Labs edited since their last run (or never run): what `course --changed` runs."""
     def stale(notebook: Path) -> bool:  # a run leaves exercises.json, papermill a copy too
         run = runs_dir / notebook.stem
         times = [p.stat().st_mtime for p in (run / "exercises.json", run / notebook.name)
@@ -74,7 +74,7 @@ def page(progress: dict) -> str:
     """The same table as a self-contained HTML page."""
     rows = "".join(
         f"<tr><td>{html.escape(lab)}</td>"
-        + "".join(f"<td>{_counts(outcomes)[s]}</td>" for s in STATUSES)
+        + "".join(f"<td>{count}</td>" for count in _counts(outcomes).values())
         + "<td>" + "<br>".join(html.escape(f"{o['exercise']}: {o['message']}")
                                for o in outcomes if o["status"] == WRONG) + "</td></tr>"
         for lab, outcomes in progress.items())

@@ -26,12 +26,14 @@ def _cell(value) -> str:
     return html.escape(json.dumps(value) if isinstance(value, dict | list) else str(value))
 
 
-def _seconds(runs_dir: Path, lab: str) -> float | None:
-    """The lab's run time as papermill recorded it in the executed copy, if there is one."""
-    executed = runs_dir / lab / f"{lab}.ipynb"
-    if not executed.exists():
+def last_run_seconds(runs_dir: Path, lab: str) -> float | None:
+    """The lab's last run time as papermill recorded it in the executed copy, or None when
+    there is no readable one (never run, or a run killed before papermill saved it)."""
+    try:
+        executed = json.loads((runs_dir / lab / f"{lab}.ipynb").read_text())
+        return executed["metadata"]["papermill"]["duration"] or 0.0
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return json.loads(executed.read_text())["metadata"].get("papermill", {}).get("duration")
 
 
 def _targets_rows(figures: dict[str, dict]) -> list[tuple]:
@@ -56,7 +58,7 @@ def _table(head: tuple, rows: list[tuple]) -> str:
 
 
 def _lab_section(runs_dir: Path, lab: str, metrics: dict) -> str:
-    seconds = _seconds(runs_dir, lab)
+    seconds = last_run_seconds(runs_dir, lab)
     plots = "".join(f"<img alt='{html.escape(p.name)}' src='data:image/png;base64,"
                     f"{base64.b64encode(p.read_bytes()).decode()}'>"
                     for p in sorted((runs_dir / lab).glob("*.png")))
