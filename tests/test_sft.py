@@ -142,3 +142,27 @@ def test_the_seed_changes_training_and_every_lab_passes_it_on():
                 depth += {"(": 1, ")": -1}.get(source[end], 0)
                 end += 1
             assert "seed=" in source[call.end():end], f"{lab}: {call.group(0)} without seed"
+
+
+def test_two_runs_that_need_the_same_cache_entry_build_it_once(tmp_path):
+    import threading
+
+    from slmlab import artifact_cache
+
+    built = []
+
+    def need_artifact() -> None:
+        with artifact_cache.one_builder("k", tmp_path):
+            if artifact_cache.lookup("k", tmp_path) is None:
+                built.append(threading.current_thread().name)
+                time.sleep(0.5)  # the other run arrives while this one builds
+                artifact_cache.store("k", lambda folder: (folder / "x").write_text("1"),
+                                     tmp_path)
+
+    runs = [threading.Thread(target=need_artifact, name=f"run {i}") for i in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert len(built) == 1, built
+    assert (artifact_cache.lookup("k", tmp_path) / "x").read_text() == "1"

@@ -12,10 +12,12 @@ libraries that train (torch, transformers, peft, trl). Entries live in
 `runs/cache/<key>/` (git-ignored); delete the folder to start clean.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -62,3 +64,17 @@ def store(key: str, write: Callable[[Path], None], cache_dir: Path = CACHE_DIR) 
         write(staging)
         (staging / "COMPLETE").write_text("")
     return entry
+
+
+@contextlib.contextmanager
+def one_builder(key: str, cache_dir: Path = CACHE_DIR) -> Iterator[None]:
+    """Hold while looking up and building `key`: two labs run side by side (`make course`,
+    `make test`) that need the same artifact train it once; the second waits, then loads it."""
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(cache_dir) / f".{key}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another run is building cache entry {key}; waiting for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # the lock goes with the file, also when the process is killed

@@ -7,6 +7,7 @@ microsoft/Phi-3-mini-4k-instruct --bf16 ...` (see README, "Scale-out").
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
@@ -103,6 +104,13 @@ def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
                 "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
     key = artifact_cache.cache_key(zoo.resolve(model_id), rows, settings)
     cache_dir = Path(cache_dir or artifact_cache.CACHE_DIR)
+    with artifact_cache.one_builder(key, cache_dir) if use_cache else contextlib.nullcontext():
+        return _load_or_train(model_id, rows, key, cache_dir, use_cache, r=r, max_steps=max_steps,
+                              learning_rate=learning_rate, batch_size=batch_size, seed=seed)
+
+
+def _load_or_train(model_id: str, rows: list, key: str, cache_dir: Path, use_cache: bool, *,
+                   r: int, max_steps: int, learning_rate: float, batch_size: int, seed: int):
     entry = artifact_cache.lookup(key, cache_dir) if use_cache else None
     if entry is not None:
         model, tokenizer = zoo.load(model_id)
