@@ -77,3 +77,109 @@ def test_the_progress_page_an_instructor_collects(page, tmp_path):
                      ["01_distillation", "0", "1", "0", "1",
                       "kd_loss: ✗ kd_loss(...) returned 0.1, expected 0.4"]]
     page.screenshot(path=str(SCREENSHOTS / "progress.png"), full_page=True)
+
+
+# --- The labs in JupyterLab ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    """JupyterLab on 127.0.0.1 (a free port, a token) serving copies of labs 02 and 05 with
+    `course.QUICK_PARAMETERS` injected, as papermill would: the widgets, not the training,
+    are under test here."""
+    import os
+    import secrets
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    from slmlab import REPO_ROOT
+    from slmlab.course import QUICK_PARAMETERS
+
+    root = tmp_path_factory.mktemp("jupyterlab")
+    for stem in ("02_loralib_layer_swaps", "05_merge_int4_export"):
+        notebook = load_notebook_node(str(REPO_ROOT / "labs" / f"{stem}.ipynb"))
+        parameters = QUICK_PARAMETERS[stem] | {"output_dir": str(root / "runs" / stem)}
+        nbformat.write(parameterize_notebook(notebook, parameters), root / f"{stem}.ipynb")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+               f"--port={port}", f"--IdentityProvider.token={token}",
+               "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={root}",
+               "--ServerApp.open_browser=False", "--LabApp.news_url=None"] + (["--allow-root"] if os.geteuid() == 0 else [])
+    log = open(root / "jupyterlab.log", "w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            assert server.poll() is None, (root / "jupyterlab.log").read_text()[-2000:]
+            time.sleep(0.5)
+    yield lambda stem: f"{base}/lab/tree/{stem}.ipynb?token={token}"
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def run_all_cells(page, url: str, notebook: str) -> None:
+    """Open `notebook` alone (`reset`: no tabs restored from the last page) and run it all."""
+    page.goto(url + "&reset")
+    page.wait_for_function("name => { const w = window.jupyterapp?.shell.currentWidget;"
+                           " return w?.context?.path === name"
+                           " && w.sessionContext?.session?.kernel?.connectionStatus"
+                           " === 'connected'; }", arg=notebook, timeout=60_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def test_lab_02_slider_in_jupyterlab_shows_the_count_for_the_new_rank(page, jupyterlab, teacher):
+    from slmlab import presets
+
+    run_all_cells(page, jupyterlab("02_loralib_layer_swaps"), "02_loralib_layer_swaps.ipynb")
+    table = page.locator("table.lora-budget")
+    table.wait_for(timeout=300_000)  # the lab's cells above it run first
+    zoo_row = table.locator("tr", has_text="this zoo model").locator("td")
+    model, _ = teacher
+    targets = ["qkv_proj", "o_proj"]
+    before = presets.lora_footprint(model, 8, 16, targets)["trainable"]
+    assert zoo_row.nth(1).inner_text() == f"{before:,}"
+    slider = page.locator(".widget-slider", has_text="rank r")
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")  # rank 8 -> 9
+    expected = f"{presets.lora_footprint(model, 9, 16, targets)['trainable']:,}"
+    page.wait_for_function("e => [...document.querySelectorAll('table.lora-budget td')]"
+                           ".some(td => td.textContent === e)", arg=expected, timeout=30_000)
+    assert slider.locator(".widget-readout").inner_text() == "9"
+    assert not page.get_by_text("Loading widget").count()
+    table.scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "lab02_lora_budget.png"))
+
+
+def test_lab_05_playground_in_jupyterlab_answers_a_typed_prompt(page, jupyterlab):
+    run_all_cells(page, jupyterlab("05_merge_int4_export"), "05_merge_int4_export.ipynb")
+    box = page.locator(".widget-textarea textarea")
+    try:
+        box.wait_for(timeout=300_000)
+    except Exception:
+        page.screenshot(path=str(SCREENSHOTS / "lab05_failed.png"), full_page=True)
+        raise
+    box.fill("The storm last night frightened me.")
+    page.locator(".widget-dropdown select").select_option("ONNX INT4")
+    page.get_by_role("button", name="Generate").click()
+    figures = page.locator(".playground-figures")
+    figures.wait_for(timeout=60_000)
+    assert "tokens/s (ONNX INT4)" in figures.inner_text()
+    assert "tone of your text" in figures.inner_text()
+    assert page.locator(".playground-answer").inner_text().strip(), "an answer appeared"
+    assert not page.get_by_text("Loading widget").count()
+    figures.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "lab05_playground.png"))

@@ -40,6 +40,23 @@ def test_labs_run_side_by_side_with_one_thread_each_and_a_failure_is_reported(tm
         assert metrics["threads"] == expected_threads
 
 
+def test_each_labs_peak_memory_is_measured_and_reported(tmp_path):
+    from slmlab.report import peak_memory_mb, write_report
+
+    labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
+    labs_dir.mkdir()
+    holds_300_mb = ("import time\nblock = bytearray(300_000_000)\nblock[::4096] = b'x' * "
+                    "len(block[::4096])\ntime.sleep(1)\nopen(output_dir + '/metrics.json', "
+                    "'w').write('{}')")
+    small, large = (tiny_lab(labs_dir / name, code) for name, code in (
+        ("01_small.ipynb", "open(output_dir + '/metrics.json', 'w').write('{}')"),
+        ("02_large.ipynb", holds_300_mb)))
+    run_labs([small, large], runs_dir)
+    assert peak_memory_mb(runs_dir, "02_large") >= peak_memory_mb(runs_dir, "01_small") + 280
+    page = write_report(runs_dir, labs_dir=labs_dir).read_text()
+    assert f"peak memory: {peak_memory_mb(runs_dir, '02_large'):.0f} MB" in page
+
+
 def test_one_at_a_time_stops_on_errors_it_does_not_tolerate(tmp_path):
     bad = tiny_lab(tmp_path / "01_bad.ipynb", "raise ValueError('broken on purpose')")
     try:

@@ -13,8 +13,8 @@ in layers: a module imports only from layers above its own (no cycles).
        olive_pipeline <- task, presets, tools            report <- progress, environment
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
        peft_methods, viability <- metrics, train_loop, presets, data, zoo
-       course <- report, progress
-    4  bench, variance <- course
+       course <- report, progress                     playground <- export, task
+    4  bench, variance <- course                      widgets <- playground, presets
 """
 
 import logging

@@ -12,46 +12,15 @@ import json
 import platform
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import torch
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.course import COURSE_JOBS, run_labs
+from slmlab.course import COURSE_JOBS, TreeMemory, run_labs
 from slmlab.environment import describe
 from slmlab.report import collect
-
-
-class TreeMemory:
-    """Peak RSS (MB) of this process and all its descendants, sampled in a thread."""
-
-    def __init__(self, every_s: float = 0.2):
-        self.every_s, self.peak_mb = every_s, 0.0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._done.is_set():
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    total += process.memory_info().rss
-                except psutil.Error:  # a child that just ended
-                    pass
-            self.peak_mb = max(self.peak_mb, total / 1e6)
-            time.sleep(self.every_s)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:

@@ -8,18 +8,21 @@ see in a few minutes that every lab runs end to end (the test suite runs labs/ t
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import papermill
+import psutil
 from traitlets.config import Config
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.report import last_run_seconds, write_report
+from slmlab.report import RUN_FILE, last_run_seconds, write_report
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
 # reference, metrics.json is written. The headline targets (which need the full training
@@ -58,6 +61,37 @@ def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
     return executed
 
 
+class TreeMemory:
+    """Peak RSS (MB) summed over this process's descendants (and itself, with
+    `include_self`), sampled in a thread. Pages that forked processes share count once per
+    process: an upper bound."""
+
+    def __init__(self, every_s: float = 0.2, include_self: bool = True):
+        self.every_s, self.include_self, self.peak_mb = every_s, include_self, 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._done.is_set():
+            total = 0
+            for process in [me] * self.include_self + me.children(recursive=True):
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:  # a child that just ended
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 1e6)
+            time.sleep(self.every_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def _failure(error: BaseException) -> str:
     return (f"FAILED: {getattr(error, 'ename', type(error).__name__)}: "
             f"{getattr(error, 'evalue', error)}")
@@ -69,11 +103,15 @@ def _timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | 
     if threads:  # the kernel papermill starts inherits the environment
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    try:
-        status, ok = f"done -> {run_lab(notebook, runs_dir, **parameters)}", True
-    except tolerate as error:  # reported as text: papermill's errors do not pickle
-        status, ok = _failure(error), False
-    return round(time.perf_counter() - start, 1), status, ok
+    with TreeMemory(include_self=False) as memory:  # the lab's kernel and its subprocesses
+        try:
+            status, ok = f"done -> {run_lab(notebook, runs_dir, **parameters)}", True
+        except tolerate as error:  # reported as text: papermill's errors do not pickle
+            status, ok = _failure(error), False
+    seconds = round(time.perf_counter() - start, 1)
+    (runs_dir / notebook.stem / RUN_FILE).write_text(json.dumps(
+        {"seconds": seconds, "peak_rss_mb": round(memory.peak_mb), "ok": ok}))
+    return seconds, status, ok
 
 
 def _longest_first(notebooks: list[Path], runs_dir: Path) -> list[Path]:

@@ -5,10 +5,16 @@ Phi-3 fuses q, k and v into `qkv_proj` and the MLP's gate and up projections int
 Labs write these configs inline to teach them and assert they equal the presets.
 """
 
+import copy
+
 import torch
 from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
 
 PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+# microsoft/Phi-3-mini-4k-instruct's shape (its config.json), for figures beside the zoo's
+PHI3_MINI_SHAPE = {"hidden_size": 3072, "num_hidden_layers": 32, "intermediate_size": 8192,
+                   "vocab_size": 32064, "num_attention_heads": 32, "num_key_value_heads": 32,
+                   "tie_word_embeddings": False}
 
 
 def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.05) -> LoraConfig:
@@ -43,3 +49,27 @@ def four_bit_config(compute_dtype: torch.dtype = torch.float32):
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+
+
+def phi3_mini_skeleton():
+    """Phi-3-mini's modules on the meta device: its real shapes, no weights, no memory."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    with torch.device("meta"):
+        return Phi3ForCausalLM(Phi3Config(**PHI3_MINI_SHAPE))
+
+
+def lora_footprint(model, r: int, alpha: int, targets: list[str]) -> dict:
+    """What LoRA on `targets` adds to `model`, counted by PEFT on a copy (the model is
+    untouched): trainable parameters, their share of all parameters, the adapter's MB."""
+    if not targets:
+        raise ValueError("choose at least one module to adapt")
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets),
+                        task_type="CAUSAL_LM")
+    counted = get_peft_model(copy.deepcopy(model), config)
+    added = [p for p in counted.parameters() if p.requires_grad]
+    trainable = sum(p.numel() for p in added)
+    total = sum(p.numel() for p in counted.parameters())
+    return {"trainable": trainable, "percent": 100 * trainable / total,
+            "adapter_mb": sum(p.numel() * p.element_size() for p in added) / 1e6,
+            "scale": alpha / r}

@@ -1,9 +1,9 @@
 """The course report: one page to read top to bottom after `make course`.
 
 Headline targets first (claim, target, measured, met or missed), then each lab's plots
-(embedded, so the page stands alone), run time and link to its executed notebook, the
-exercise progress of the run, the machine and library versions, and every figure of each
-`metrics.json` last. Written as `runs/report.html` and `runs/report.md`.
+(embedded, so the page stands alone), run time, peak memory and a link to its executed
+notebook, the exercise progress of the run, the machine and library versions, and every
+figure of each `metrics.json` last. Written as `runs/report.html` and `runs/report.md`.
 """
 
 import base64
@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 from slmlab import REPO_ROOT, RUNS_DIR
+
+RUN_FILE = "run.json"  # what the course runner measured from outside the lab (course.py)
 
 
 def collect(runs_dir: Path = RUNS_DIR) -> dict[str, dict]:
@@ -32,6 +34,14 @@ def last_run_seconds(runs_dir: Path, lab: str) -> float | None:
     try:
         executed = json.loads((runs_dir / lab / f"{lab}.ipynb").read_text())
         return executed["metadata"]["papermill"]["duration"] or 0.0
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def peak_memory_mb(runs_dir: Path, lab: str) -> float | None:
+    """Peak RSS of the lab's kernel and its subprocesses in its last `make course` run."""
+    try:
+        return json.loads((runs_dir / lab / RUN_FILE).read_text())["peak_rss_mb"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -58,13 +68,14 @@ def _table(head: tuple, rows: list[tuple]) -> str:
 
 
 def _lab_section(runs_dir: Path, lab: str, metrics: dict) -> str:
-    seconds = last_run_seconds(runs_dir, lab)
+    seconds, memory = last_run_seconds(runs_dir, lab), peak_memory_mb(runs_dir, lab)
     plots = "".join(f"<img alt='{html.escape(p.name)}' src='data:image/png;base64,"
                     f"{base64.b64encode(p.read_bytes()).decode()}'>"
                     for p in sorted((runs_dir / lab).glob("*.png")))
     figures = _table(("figure", "value"), [(k, v) for k, v in metrics.items() if k != "targets"])
     return (f"<h3>{html.escape(lab)}</h3><p>run time: "
-            f"{'–' if seconds is None else f'{seconds:.0f} s'} · "
+            f"{'–' if seconds is None else f'{seconds:.0f} s'} · peak memory: "
+            f"{'–' if memory is None else f'{memory:.0f} MB'} · "
             f"<a href='{html.escape(lab)}/{html.escape(lab)}.ipynb'>executed notebook</a></p>"
             f"{plots}<details><summary>every figure</summary>{figures}</details>")
 

@@ -1,0 +1,78 @@
+"""Lab 05's playground: one prompt answered by the merged PyTorch model or an ONNX export,
+token by token, with the decode speed and the tone the model gives the text.
+
+Plain generators, so the widget (`slmlab.widgets.playground`) only displays what they
+yield and the tests need no browser.
+"""
+
+import time
+from collections.abc import Iterator
+
+import torch
+
+from slmlab import export
+from slmlab.task import NOT_A_LABEL, build_prompts, label_token_ids
+
+
+def chat_prompt(tokenizer, text: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+@torch.no_grad()
+def torch_pieces(model, tokenizer, prompt: str, max_new_tokens: int) -> Iterator[str]:
+    """Greedy decoding with the KV cache, one token at a time: each new piece of text."""
+    model.eval()
+    end = tokenizer.convert_tokens_to_ids("<|end|>")
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    past, produced, shown = None, [], ""
+    for _ in range(max_new_tokens):
+        output = model(input_ids=ids, past_key_values=past, use_cache=True)
+        past, next_id = output.past_key_values, int(output.logits[0, -1].argmax())
+        if next_id in (end, tokenizer.eos_token_id):
+            return
+        produced.append(next_id)
+        text = tokenizer.decode(produced)  # whole words: byte pieces join up once complete
+        yield text[len(shown):]
+        shown = text
+        ids = torch.tensor([[next_id]])
+
+
+def og_pieces(og_model, prompt: str, max_new_tokens: int) -> Iterator[str]:
+    """The same with onnxruntime-genai: its tokenizer stream turns tokens into text."""
+    import onnxruntime_genai as og
+
+    og_tokenizer = og.Tokenizer(og_model)
+    stream = og_tokenizer.create_stream()
+    input_ids = og_tokenizer.encode(prompt)
+    params = og.GeneratorParams(og_model)
+    params.set_search_options(do_sample=False, max_length=len(input_ids) + max_new_tokens)
+    generator = og.Generator(og_model, params)
+    generator.append_tokens(input_ids)
+    while not generator.is_done():
+        generator.generate_next_token()
+        yield stream.decode(generator.get_next_tokens()[0])
+
+
+def timed(pieces: Iterator[str]) -> Iterator[tuple[str, dict]]:
+    """Pass the pieces on, each with the figures so far: tokens, seconds, tokens/s."""
+    start, count = time.perf_counter(), 0
+    for piece in pieces:
+        count += 1
+        seconds = time.perf_counter() - start
+        yield piece, {"tokens": count, "seconds": seconds,
+                      "tokens_per_s": count / seconds if seconds else 0.0}
+
+
+def tone_of(engine, tokenizer, phrase: str) -> str:
+    """The tone the model gives `phrase` with the course's text template: its greedy first
+    token (`NOT_A_LABEL` when that is not a tone). `engine`: a PyTorch model or an og.Model."""
+    prompt = build_prompts(tokenizer, [phrase])[0]
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if isinstance(engine, torch.nn.Module):
+        with torch.no_grad():
+            token = int(engine(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+    else:
+        token = export.og_generate(engine, ids, 1)[0][0]
+    tone_for = {token_id: tone for tone, token_id in label_token_ids(tokenizer).items()}
+    return tone_for.get(token, NOT_A_LABEL)

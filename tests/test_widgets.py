@@ -1,0 +1,87 @@
+"""The logic behind the labs' widgets, without a browser (tests/test_browser.py clicks them)."""
+
+import pytest
+import torch
+
+from slmlab import export, playground, presets, widgets, zoo
+
+
+def lora_size_by_hand(model, r: int, targets: list[str]) -> int:
+    """r * (in + out) for every adapted nn.Linear: LoRA's A (r x in) and B (out x r)."""
+    return sum(r * (m.in_features + m.out_features) for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+
+
+@pytest.mark.parametrize("r,targets", [(8, ["qkv_proj", "o_proj"]), (3, ["down_proj"]),
+                                       (16, presets.PHI3_LORA_TARGETS)])
+def test_lora_footprint_counts_what_peft_adds_without_touching_the_model(teacher, r, targets):
+    model, _ = teacher
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for counted in (model, presets.phi3_mini_skeleton()):
+        footprint = presets.lora_footprint(counted, r, 2 * r, targets)
+        assert footprint["trainable"] == lora_size_by_hand(counted, r, targets)
+        assert footprint["adapter_mb"] == pytest.approx(4 * footprint["trainable"] / 1e6)
+        total = sum(p.numel() for p in counted.parameters()) + footprint["trainable"]
+        assert footprint["percent"] == pytest.approx(100 * footprint["trainable"] / total)
+    assert model.state_dict().keys() == before.keys(), "no LoRA layers left in the model"
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_phi3_mini_skeleton_has_phi3_minis_parameter_count():
+    # 3.82 B, as published for microsoft/Phi-3-mini-4k-instruct
+    assert sum(p.numel() for p in presets.phi3_mini_skeleton().parameters()) == 3_821_079_552
+
+
+def test_lora_footprint_needs_a_module():
+    with pytest.raises(ValueError, match="at least one module"):
+        presets.lora_footprint(torch.nn.Linear(2, 2), 4, 8, [])
+
+
+def test_moving_the_rank_slider_shows_the_new_count(teacher):
+    model, _ = teacher
+    explorer = widgets.lora_budget(model, rank=8, targets=("qkv_proj", "o_proj"))
+    rank_slider, table = explorer.children[0], explorer.children[-1]
+    rank_slider.value = 9
+    expected = presets.lora_footprint(model, 9, 16, ["qkv_proj", "o_proj"])["trainable"]
+    assert f">{expected:,}</td>" in table.value
+    for box in explorer.children[2].children:
+        box.value = False
+    assert "at least one module" in table.value
+
+
+def test_streamed_pytorch_answer_is_greedy_generate_token_for_token(teacher):
+    model, tokenizer = teacher
+    prompt = playground.chat_prompt(tokenizer, "What does it mean to be terrified?")
+    streamed = "".join(playground.torch_pieces(model, tokenizer, prompt, 24))
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    output = model.generate(**ids, max_new_tokens=24, do_sample=False,
+                            eos_token_id=tokenizer.convert_tokens_to_ids("<|end|>"),
+                            pad_token_id=tokenizer.pad_token_id)
+    assert streamed == tokenizer.decode(output[0, ids["input_ids"].shape[1]:],
+                                        skip_special_tokens=True)
+    assert streamed
+
+
+def test_streamed_onnx_answer_and_tone_match_pytorch(teacher, tmp_path):
+    import onnxruntime_genai as og
+
+    model, tokenizer = teacher  # (the student's head size, 24, is no multiple of 16: ORT)
+    og_model = og.Model(str(export.build_onnx(zoo.resolve("tiny-phi3-teacher"),
+                                              tmp_path / "onnx", "fp32")))
+    prompt = playground.chat_prompt(tokenizer, "Tell me about the sea.")
+    from_onnx = "".join(playground.og_pieces(og_model, prompt, 16))
+    from_torch = "".join(playground.torch_pieces(model, tokenizer, prompt, 16))
+    assert from_onnx.startswith(from_torch) and from_torch  # ONNX may also print <|end|>
+    for phrase in ("I got the job!", "The storm frightened me."):
+        assert playground.tone_of(og_model, tokenizer, phrase) == playground.tone_of(
+            model, tokenizer, phrase)
+
+
+def test_the_playground_button_streams_an_answer_and_its_figures(teacher):
+    model, tokenizer = teacher
+    page = widgets.chat_playground({"PyTorch fp32": model}, tokenizer, max_new_tokens=8)
+    button = page.children[1].children[1]
+    button.click()  # the same callback a click in the browser runs
+    answer, figures = page.children[2].value, page.children[3].value
+    assert 'class="playground-answer"' in answer and "tokens/s (PyTorch fp32)" in figures
+    assert "tone of your text" in figures and not button.disabled
