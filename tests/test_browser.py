@@ -113,7 +113,8 @@ def jupyterlab(tmp_path_factory):
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
                f"--port={port}", f"--IdentityProvider.token={token}",
                "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={root}",
-               "--ServerApp.open_browser=False", "--LabApp.news_url=None"] + (["--allow-root"] if os.geteuid() == 0 else [])
+               "--ServerApp.open_browser=False", "--LabApp.news_url=None"]
+    command += ["--allow-root"] if os.geteuid() == 0 else []
     log = open(root / "jupyterlab.log", "w")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     base = f"http://127.0.0.1:{port}"
