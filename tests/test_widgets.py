@@ -1,9 +1,11 @@
 """The logic behind the labs' widgets, without a browser (tests/test_browser.py clicks them)."""
 
+import copy
+
 import pytest
 import torch
 
-from slmlab import export, playground, presets, widgets, zoo
+from slmlab import export, olive_pipeline, playground, presets, widgets, zoo
 
 
 def lora_size_by_hand(model, r: int, targets: list[str]) -> int:
@@ -85,3 +87,89 @@ def test_the_playground_button_streams_an_answer_and_its_figures(teacher):
     answer, figures = page.children[2].value, page.children[3].value
     assert 'class="playground-answer"' in answer and "tokens/s (PyTorch fp32)" in figures
     assert "tone of your text" in figures and not button.disabled
+
+
+def test_temperature_view_softens_and_its_loss_is_the_labs_formula(teacher, student):
+    from slmlab import distill
+
+    (big, tokenizer), (small, _) = teacher, student
+    phrase = "The thunder made the dog hide under the bed."
+    cold, hot = (distill.temperature_view(big, small, tokenizer, phrase, t, alpha=0.5)
+                 for t in (0.5, 8.0))
+    for view in (cold, hot):
+        assert sum(view["teacher"]) == pytest.approx(1) and sum(view["student"]) == pytest.approx(1)
+        assert view["kd_loss"] == pytest.approx(0.5 * view["temperature_squared"] * view["kl"]
+                                                + 0.5 * view["cross_entropy"], rel=1e-5)
+    assert max(hot["teacher"]) < max(cold["teacher"]), "a higher T flattens the soft labels"
+    assert max(hot["teacher"]) - min(hot["teacher"]) < 0.25
+
+
+def test_the_temperature_slider_redraws_the_bars(teacher, student):
+    (big, tokenizer), (small, _) = teacher, student
+    explorer = widgets.temperature_explorer(big, small, tokenizer, ["I won!", "I lost."])
+    slider, shown = explorer.children[0], explorer.children[-1]
+    before = shown.value
+    slider.value = 8.0
+    assert shown.value != before and 'class="temperature-bars"' in shown.value
+    assert "T² (64.00)" in shown.value
+
+
+def test_nf4_block_snaps_each_weight_to_its_nearest_scaled_level():
+    from slmlab import qlora
+
+    weight = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    view = qlora.nf4_block(weight, 3)
+    assert view["weights"] == weight[3].tolist() and len(view["levels"]) == 16
+    assert view["absmax"] == pytest.approx(weight[3].abs().max().item())
+    for w, r in zip(view["weights"], view["rounded"], strict=True):
+        nearest = min(view["levels"], key=lambda level: abs(level - w))
+        assert r == pytest.approx(nearest, abs=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        qlora.nf4_block(weight, 8)
+
+
+def test_bits_per_weight_with_and_without_double_quantization():
+    from slmlab import qlora
+
+    assert qlora.bits_per_weight(64, double_quant=False) == 4.5  # 4 + 32/64
+    assert qlora.bits_per_weight(64) == pytest.approx(4.127, abs=1e-3)  # the QLoRA paper
+    n = 256 * 64 * 10  # whole scale groups: the formula of four_bit_bytes, less the code book
+    assert n * qlora.bits_per_weight(64) / 8 == qlora.four_bit_bytes(n) - 256 * 4
+
+
+def test_the_nf4_explorer_follows_the_block_slider(teacher):
+    model, _ = teacher
+    explorer = widgets.nf4_explorer(model)
+    picker, block, _plot, figures = explorer.children
+    assert "lm_head" not in picker.options and picker.value.startswith("model.layers.0.")
+    assert block.max == model.get_submodule(picker.value).weight.numel() // 64 - 1
+    before = figures.value
+    block.value = 5
+    assert figures.value != before and "bits per weight" in figures.value
+
+
+def test_one_onnx_base_answers_with_each_adapter_and_with_none(teacher, tmp_path):
+    """Lab 06's switch on an adapter graph built here: with a zero LoRA B the adapter must
+    change nothing, and without any adapter the base answers as it does alone."""
+    import onnxruntime_genai as og
+    from peft import get_peft_model
+
+    model, tokenizer = teacher
+    peft_model = get_peft_model(copy.deepcopy(model), presets.lora_config(4, 8))
+    peft_model.save_pretrained(tmp_path / "adapter")  # B = 0 at initialisation
+    built = export.build_onnx(zoo.resolve("tiny-phi3-teacher"), tmp_path / "onnx", "fp32",
+                              adapter_path=tmp_path / "adapter")
+    olive_pipeline.run_olive(["generate-adapter", "-m", str(built), "-o", str(tmp_path / "g"),
+                              "--adapter_format", "onnx_adapter"], tmp_path / "g.log",
+                             cwd=tmp_path)
+    base = og.Model(str(tmp_path / "g"))
+    adapters = og.Adapters(base)
+    adapters.load(str(tmp_path / "g" / "adapter_weights.onnx_adapter"), "zero")
+    answers = playground.adapter_answers(base, adapters, tokenizer, "I won the race!", ["zero"])
+    assert list(answers) == ["zero", "no adapter"]
+    assert answers["zero"]["answer"] == answers["no adapter"]["answer"]
+    assert all(a["switch_ms"] >= 0 and a["total_ms"] > 0 for a in answers.values())
+    page = widgets.adapter_switch(base, adapters, tokenizer, ["zero"])
+    box, shown = page.children[0].children[0], page.children[-1]
+    box.value = "The letter made me cry."
+    assert 'class="adapter-answers"' in shown.value and "no adapter" in shown.value

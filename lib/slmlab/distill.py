@@ -109,3 +109,24 @@ def save_jsonl(rows: Sequence[dict], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
+
+
+@torch.no_grad()
+def temperature_view(teacher, student, tokenizer, phrase: str, temperature: float,
+                     alpha: float) -> dict:
+    """Lab 01's slider: the teacher's and the student's tone distributions for `phrase` at
+    `temperature`, and the KD loss of that one example with the teacher's hard label."""
+    prompt = build_prompts(tokenizer, [phrase])
+    label_ids = list(label_token_ids(tokenizer).values())  # in TONES order
+    teacher_logits = last_token_logits(teacher, tokenizer, prompt)[:, label_ids]
+    student_logits = last_token_logits(student, tokenizer, prompt)
+    teacher_probs = soften(teacher_logits, temperature)
+    hard = torch.tensor([label_ids[int(teacher_logits.argmax())]])
+    student_probs = soften(student_logits[:, label_ids], temperature)
+    return {"teacher": teacher_probs[0].tolist(), "student": student_probs[0].tolist(),
+            "kl": float(torch.nn.functional.kl_div(student_probs.log(), teacher_probs,
+                                                   reduction="batchmean")),
+            "cross_entropy": float(torch.nn.functional.cross_entropy(student_logits, hard)),
+            "temperature_squared": temperature**2,
+            "kd_loss": float(kd_loss(student_logits[:, label_ids], student_logits,
+                                     teacher_probs, hard, temperature, alpha))}

@@ -108,11 +108,12 @@ def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
 
 
 def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
-                force_length: bool = False, adapters=None,
-                adapter: str | None = None) -> tuple[list[int], float]:
+                force_length: bool = False, adapters=None, adapter: str | None = None,
+                timings: dict | None = None) -> tuple[list[int], float]:
     """Greedy tokens from an `og.Model` and decode tokens/s (prompt processing excluded).
 
-    With `adapters` (an `og.Adapters`) the LoRA adapter named `adapter` is active.
+    With `adapters` (an `og.Adapters`) the LoRA adapter named `adapter` is active; a
+    `timings` dict receives "switch_ms", the time activating it took.
     """
     import onnxruntime_genai as og
 
@@ -123,8 +124,11 @@ def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
         options["min_length"] = total
     params.set_search_options(**options)
     generator = og.Generator(model, params)
+    switch_start = time.perf_counter()
     if adapters is not None:
         generator.set_active_adapter(adapters, adapter)
+    if timings is not None:
+        timings["switch_ms"] = 1000 * (time.perf_counter() - switch_start)
     generator.append_tokens([list(input_ids)])
     generator.generate_next_token()  # first token: prompt processing, not decoding
     tokens = [int(generator.get_next_tokens()[0])]

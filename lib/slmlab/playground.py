@@ -1,5 +1,6 @@
 """Lab 05's playground: one prompt answered by the merged PyTorch model or an ONNX export,
-token by token, with the decode speed and the tone the model gives the text.
+token by token, with the decode speed and the tone the model gives the text; and lab 06's
+adapter switch: one ONNX base answering with each LoRA adapter, or with none.
 
 Plain generators, so the widget (`slmlab.widgets.playground`) only displays what they
 yield and the tests need no browser.
@@ -76,3 +77,21 @@ def tone_of(engine, tokenizer, phrase: str) -> str:
         token = export.og_generate(engine, ids, 1)[0][0]
     tone_for = {token_id: tone for tone, token_id in label_token_ids(tokenizer).items()}
     return tone_for.get(token, NOT_A_LABEL)
+
+
+def adapter_answers(og_model, adapters, tokenizer, phrase: str, names: list[str],
+                    max_new_tokens: int = 4) -> dict[str, dict]:
+    """{adapter name or "no adapter": its answer to `phrase` (text template), the time
+    activating the adapter took and the whole answer's time}: one ONNX base, switched."""
+    ids = tokenizer(build_prompts(tokenizer, [phrase])[0], add_special_tokens=False)["input_ids"]
+    answers = {}
+    for name in [*names, None]:
+        timings, start = {}, time.perf_counter()
+        tokens, _ = export.og_generate(og_model, ids, max_new_tokens,
+                                       adapters=adapters if name else None, adapter=name,
+                                       timings=timings)
+        answers[name or "no adapter"] = {
+            "answer": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            "switch_ms": timings["switch_ms"],
+            "total_ms": 1000 * (time.perf_counter() - start)}
+    return answers

@@ -98,3 +98,26 @@ def keep_training_layout(model: nn.Module) -> int:
     for layer in layers:
         layer.support_avx512bf16_for_cpu = False
     return len(layers)
+
+
+def nf4_block(weight: torch.Tensor, block: int, block_size: int = 64) -> dict:
+    """Lab 04's explorer: one block of `weight` through NF4, with the 16 levels the block
+    can take (NF4_LEVELS scaled by the block's absmax) and its rounding error."""
+    flat = weight.detach().float().reshape(-1, block_size)
+    if not 0 <= block < len(flat):
+        raise ValueError(f"block {block} is outside 0..{len(flat) - 1}")
+    values = flat[block]
+    absmax = float(values.abs().max().clamp(min=1e-12))
+    rounded = nf4_roundtrip(values, block_size)
+    return {"weights": values.tolist(), "levels": (NF4_LEVELS * absmax).tolist(),
+            "rounded": rounded.tolist(), "absmax": absmax,
+            "mean_abs_error": float((rounded - values).abs().mean()),
+            "relative_error": float((rounded - values).abs().mean() / values.abs().mean())}
+
+
+def bits_per_weight(block_size: int = 64, double_quant: bool = True) -> float:
+    """Storage per weight: the 4-bit code plus its share of the block's scale, an fp32
+    absmax per block, or (double quantization) an 8-bit one plus an fp32 per 256 blocks."""
+    if double_quant:
+        return 4 + 8 / block_size + 32 / (256 * block_size)
+    return 4 + 32 / block_size

@@ -11,7 +11,8 @@ from html import escape
 import ipywidgets as widgets
 import torch
 
-from slmlab import playground, presets
+from slmlab import distill, playground, presets, qlora
+from slmlab.lexicon import TONES
 
 
 def _table(css_class: str, header: list[str], rows: list[list[str]]) -> str:
@@ -88,3 +89,102 @@ def chat_playground(engines: dict, tokenizer, max_new_tokens: int = 48,
 
     button.on_click(generate)
     return widgets.VBox([box, widgets.HBox([choice, button]), answer, figures])
+
+
+def _bars(css_class: str, series: dict[str, list[float]], labels: list[str]) -> str:
+    """Horizontal bars, one group per label, one bar per series: plain HTML, no plot."""
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    rows = []
+    for i, label in enumerate(labels):
+        for j, ((name, values), color) in enumerate(zip(series.items(), colors, strict=False)):
+            bar = (f'<div style="background: {color}; height: 12px; '
+                   f'width: {100 * values[i]:.1f}%"></div>')
+            rows.append(f"<tr><td>{escape(label) if j == 0 else ''}</td>"
+                        f"<td>{escape(name)}</td><td style='width: 320px'>{bar}</td>"
+                        f"<td>{values[i]:.2f}</td></tr>")
+    return f'<table class="{css_class}">{"".join(rows)}</table>'
+
+
+def temperature_explorer(teacher, student, tokenizer, phrases: list[str],
+                         temperature: float = 2.0, alpha: float = 0.5) -> widgets.VBox:
+    """A temperature slider and a phrase picker; shows what `distill.temperature_view`
+    returns: teacher's and student's tone distributions at T, and the KD loss."""
+    slider = widgets.FloatLogSlider(value=temperature, base=2, min=-2, max=3, step=0.25,
+                                    description="T", readout_format=".2f")
+    picker = widgets.Dropdown(options=phrases, description="phrase",
+                              layout={"width": "90%"})
+    shown = widgets.HTML()
+
+    def update(_change=None) -> None:
+        view = distill.temperature_view(teacher, student, tokenizer, picker.value,
+                                        slider.value, alpha)
+        shown.value = (_bars("temperature-bars", {"teacher": view["teacher"],
+                                                  "student": view["student"]}, list(TONES))
+                       + f'<p class="kd-loss">KD loss {view["kd_loss"]:.3f} = {alpha} × '
+                       f'T² ({slider.value ** 2:.2f}) × KL {view["kl"]:.3f} + {1 - alpha} × '
+                       f'CE {view["cross_entropy"]:.3f}</p>')
+
+    for control in (slider, picker):
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([slider, picker, shown])
+
+
+def nf4_explorer(model, block_size: int = 64) -> widgets.VBox:
+    """A layer and a block of `block_size` weights; plots what `qlora.nf4_block` returns
+    (the block's weights, its 16 scaled NF4 levels) with the rounding error, and the
+    storage per weight from `qlora.bits_per_weight` with and without double quantization."""
+    import matplotlib.pyplot as plt
+
+    layers = {name: module.weight for name, module in model.named_modules()
+              if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")}
+    picker = widgets.Dropdown(options=list(layers), description="layer",
+                              layout={"width": "60%"})
+    block = widgets.IntSlider(value=0, min=0, description="block")
+    plot, figures = widgets.Output(), widgets.HTML()
+    storage = {dq: qlora.bits_per_weight(block_size, dq) for dq in (False, True)}
+
+    def update(_change=None) -> None:
+        weight = layers[picker.value]
+        block.max = weight.numel() // block_size - 1
+        view = qlora.nf4_block(weight, min(block.value, block.max), block_size)
+        with plot:
+            plot.clear_output(wait=True)
+            fig, axis = plt.subplots(figsize=(7, 2.4))
+            axis.hist(view["weights"], bins=32, color="tab:blue", alpha=0.7)
+            for level in view["levels"]:
+                axis.axvline(level, color="tab:red", linewidth=0.8)
+            axis.set_xlabel(f"weights of block {block.value} (red: the 16 NF4 levels × absmax)")
+            fig.tight_layout()
+            plt.show()
+        figures.value = (f'<p class="nf4-figures">absmax {view["absmax"]:.4f}; mean |rounding '
+                         f'error| {view["mean_abs_error"]:.5f} ({view["relative_error"]:.1%} of '
+                         f"the mean |weight|); storage {storage[False]:.3f} bits per weight "
+                         f"with an fp32 scale per block, {storage[True]:.3f} with double "
+                         f"quantization ({storage[True] / 8:.3f} bytes; fp32 is 4)</p>")
+
+    for control in (picker, block):
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([picker, block, plot, figures])
+
+
+def adapter_switch(og_model, adapters, tokenizer, names: list[str],
+                   phrase: str = "My hands shook as the lights went out.") -> widgets.VBox:
+    """A text box and an Answer button: the table `playground.adapter_answers` returns,
+    one ONNX base answering with each adapter and with none, and each switch's time."""
+    box = widgets.Text(value=phrase, description="phrase", continuous_update=False,
+                       layout={"width": "70%"})  # continuous_update off: on Enter
+    button = widgets.Button(description="Answer", button_style="primary")
+    shown = widgets.HTML()
+
+    def update(_event=None) -> None:
+        answers = playground.adapter_answers(og_model, adapters, tokenizer, box.value, names)
+        shown.value = _table("adapter-answers", ["adapter", "answer", "switch", "answer time"],
+                             [[name, a["answer"], f"{a['switch_ms']:.3f} ms",
+                               f"{a['total_ms']:.1f} ms"] for name, a in answers.items()])
+
+    button.on_click(update)
+    box.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([box, button]), shown])
