@@ -47,3 +47,34 @@ def test_training_losses_reads_trainer_logs(tmp_path):
     log = tmp_path / "run.log"
     log.write_text("{'loss': '2.5', 'grad_norm': '1'}\nnoise\n{'loss': 0.75, 'epoch': 1}\n")
     assert olive_pipeline.training_losses(log) == [2.5, 0.75]
+
+
+def test_olive_commands_run_in_forks_of_one_server_and_fail_in_one_line(tmp_path):
+    from slmlab import olive_runner, tools
+
+    seconds = olive_pipeline.run_olive(["--help"], tmp_path / "help.log", cwd=tmp_path)
+    assert "usage" in (tmp_path / "help.log").read_text() and seconds > 0
+    server = olive_runner._server["process"]
+    assert server is not None and server.poll() is None
+    with pytest.raises(tools.ToolError) as failed:
+        olive_pipeline.run_olive(["no-such-command"], tmp_path / "bad.log", cwd=tmp_path)
+    assert str(failed.value).startswith("olive no-such-command failed (exit 2): ")
+    assert str(failed.value).endswith(f"(log {tmp_path / 'bad.log'})")
+    olive_pipeline.run_olive(["--help"], tmp_path / "again.log")
+    assert olive_runner._server["process"] is server, "the server outlived a failed command"
+
+
+def test_without_a_server_olive_runs_as_a_process_of_its_own(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    from slmlab import olive_runner
+
+    with monkeypatch.context() as patch:
+        patch.setattr(olive_runner, "_server", {**olive_runner._server, "process": None})
+        patch.setattr(sys, "executable", "/bin/false")  # the server cannot start
+        assert olive_runner.run(["--help"], tmp_path / "x.log", tmp_path,
+                                dict(os.environ)) is None
+    monkeypatch.setattr(olive_runner, "run", lambda *args: None)  # no server: the fallback
+    olive_pipeline.run_olive(["--help"], tmp_path / "plain.log")
+    assert "usage" in (tmp_path / "plain.log").read_text()

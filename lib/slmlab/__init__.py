@@ -4,17 +4,18 @@ One flat module per concept; labs import from here and never copy code. The modu
 in layers: a module imports only from layers above its own (no cycles).
 
     0  lexicon  zoo  presets  qlora  saving  tools  environment  exercises  targets
+       olive_runner
        (search  loralib_swap  labgen: used by labs and commands only)
     1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
        artifact_cache <- saving  parameters <- saving, zoo, environment, exercises
        progress <- exercises
     2  metrics <- task          train_loop <- task       distill <- task
        sft <- task, data, zoo, presets, artifact_cache   export <- task, tools, saving
-       olive_pipeline <- task, presets, tools            report <- progress, environment
+       olive_pipeline <- task, presets, tools, olive_runner   report <- progress, environment
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
        peft_methods, viability <- metrics, train_loop, presets, data, zoo
        course <- report, progress                     playground <- export, task
-    4  bench, variance <- course                      widgets <- playground, presets
+    4  bench, variance <- course        widgets <- playground, presets, distill, qlora
 """
 
 import logging

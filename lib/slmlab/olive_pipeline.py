@@ -12,9 +12,10 @@ into `.venv/olive-builder`; `olive_env()` puts it on PYTHONPATH for Olive's proc
 
 import os
 import sys
+import time
 from pathlib import Path
 
-from slmlab import tools
+from slmlab import olive_runner, tools
 from slmlab.presets import PHI3_LORA_TARGETS
 from slmlab.task import TEXT_TEMPLATE
 
@@ -39,9 +40,19 @@ def olive_command(*args: str) -> list[str]:
 
 
 def run_olive(args: list[str], log_path: str | Path, cwd: str | Path | None = None) -> float:
-    """Run `olive ARGS`, log to `log_path`; return seconds, or raise ToolError (one line)."""
-    return tools.run_tool(olive_command(*args), log_path, f"olive {args[0]}", env=olive_env(),
-                          cwd=cwd)
+    """Run `olive ARGS`, log to `log_path`; return seconds, or raise ToolError (one line).
+
+    Each command runs in a fork of a process that imported Olive once (`olive_runner`);
+    without that server, as a new `olive` process."""
+    env, log_path = olive_env(), Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    code = olive_runner.run(args, log_path, Path(cwd) if cwd else None, env)
+    if code is None:
+        return tools.run_tool(olive_command(*args), log_path, f"olive {args[0]}", env=env,
+                              cwd=cwd)
+    tools.raise_on_failure(code, log_path, f"olive {args[0]}")
+    return time.perf_counter() - start
 
 
 def training_losses(log_path: str | Path) -> list[float]:

@@ -28,7 +28,12 @@ def run_tool(command: list[str], log_path: str | Path, name: str, env: dict | No
     start = time.perf_counter()
     with open(log_path, "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    if done.returncode != 0:
-        raise ToolError(f"{name} failed (exit {done.returncode}): {last_line(log_path)} "
-                        f"(log {log_path})")
+    raise_on_failure(done.returncode, log_path, name)
     return time.perf_counter() - start
+
+
+def raise_on_failure(exit_code: int, log_path: Path, name: str) -> None:
+    """ToolError for a non-zero exit code: the tool, its code, its log's last line."""
+    if exit_code != 0:
+        raise ToolError(f"{name} failed (exit {exit_code}): {last_line(log_path)} "
+                        f"(log {log_path})")
