@@ -83,6 +83,13 @@ def _fresh_process_context() -> multiprocessing.context.BaseContext:
 
 def _run_here(method: str, model_id: str, base_parameters: int, train_rows: list,
               test_rows: list, steps: int, rank: int, batch_size: int, seed: int) -> dict:
+    # this process writes to the terminal of whoever started the lab (the notebook does not
+    # capture a child's output): no progress bars there
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    disable_progress_bars()
     tokenizer = zoo.load_tokenizer(model_id)
     torch.manual_seed(seed)
 
