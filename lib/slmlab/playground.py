@@ -2,8 +2,8 @@
 token by token, with the decode speed and the tone the model gives the text; and lab 06's
 adapter switch: one ONNX base answering with each LoRA adapter, or with none.
 
-Plain generators, so the widget (`slmlab.widgets.playground`) only displays what they
-yield and the tests need no browser.
+Plain generators, so the widgets (`slmlab.widgets.chat_playground`, `adapter_switch`) only
+display what they yield and the tests need no browser.
 """
 
 import time
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 
 from slmlab import export
-from slmlab.task import NOT_A_LABEL, build_prompts, label_token_ids
+from slmlab.task import NOT_A_LABEL, build_prompts, label_token_ids, predict_tones
 
 
 def chat_prompt(tokenizer, text: str) -> str:
@@ -68,13 +68,10 @@ def timed(pieces: Iterator[str]) -> Iterator[tuple[str, dict]]:
 def tone_of(engine, tokenizer, phrase: str) -> str:
     """The tone the model gives `phrase` with the course's text template: its greedy first
     token (`NOT_A_LABEL` when that is not a tone). `engine`: a PyTorch model or an og.Model."""
-    prompt = build_prompts(tokenizer, [phrase])[0]
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     if isinstance(engine, torch.nn.Module):
-        with torch.no_grad():
-            token = int(engine(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
-    else:
-        token = export.og_generate(engine, ids, 1)[0][0]
+        return predict_tones(engine, tokenizer, [phrase], restrict_to_labels=False)[0]
+    ids = tokenizer(build_prompts(tokenizer, [phrase])[0], add_special_tokens=False)["input_ids"]
+    token = export.og_generate(engine, ids, 1)[0][0]
     tone_for = {token_id: tone for tone, token_id in label_token_ids(tokenizer).items()}
     return tone_for.get(token, NOT_A_LABEL)
 
