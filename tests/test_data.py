@@ -118,3 +118,18 @@ def test_duplicate_rows_are_kept_and_counted(tmp_path, capsys):
     assert len(load_tone("train", data_dir=tmp_path)) == 4
     printed = capsys.readouterr().out
     assert "has 2 duplicate rows of 4 (same phrase and tone); they are kept" in printed
+
+
+def test_wild_split_is_balanced_hand_written_and_outside_the_generator(tone_rows):
+    wild = list(load_tone("wild"))
+    counts = {t: sum(r["tone"] == t for r in wild) for t in TONES}
+    assert len(wild) >= 200 and len(set(counts.values())) == 1, counts
+    phrases = [r["phrase"] for r in wild]
+    assert len(set(phrases)) == len(phrases)
+    generated = {r["phrase"] for split in tone_rows.values() for r in split}
+    assert not generated & set(phrases)
+    # not the generator's shapes: the generated splits share few trigrams with it
+    assert make_tone_data.ngram_overlap(wild, tone_rows["train"], 3) < 0.05
+    # everyday wording: many rows carry no cue word of the course's lexicon at all
+    cue_free = [p for p in phrases if not words(p) & set(all_cue_words())]
+    assert len(cue_free) >= len(phrases) / 2

@@ -1,12 +1,13 @@
 """`make variance`: the labs' headline figures over several seeds, to `runs/variance.json`.
 
 One seed on one CPU is one draw. `python -m slmlab.variance [--seeds 0 1 2 3 4]` runs the
-labs whose comparisons the course draws conclusions from (01 distillation, 03 LoRA SFT,
-04 QLoRA) once per seed with papermill, as `make course` does, and writes for every number
-in their `metrics.json`: mean, standard deviation, min, max and the values per seed. For
-each comparison the course states (KD vs hard labels, QLoRA vs fp32 LoRA, ...) it writes
-the paired per-seed difference and whether its sign held on every seed. A benchmark, not
-a test: it takes about three minutes per seed on 2 cores.
+labs whose figures the course draws conclusions from once per seed with papermill, as
+`make course` does, and writes for every number in their `metrics.json`: mean, standard
+deviation, min, max and the values per seed. For each comparison the course states (KD vs
+hard labels, QLoRA vs fp32 LoRA, ...) it writes the paired per-seed difference and whether
+its sign held on every seed. `--labs 02 08` runs only those labs; the summary is always
+built from every lab's runs under `runs/variance/seed_*`, so a partial run adds to the
+earlier ones. A benchmark, not a test: all labs take about 20 minutes per seed on 2 cores.
 """
 
 import argparse
@@ -18,8 +19,10 @@ from pathlib import Path
 from slmlab import REPO_ROOT, RUNS_DIR
 from slmlab.course import COURSE_JOBS, run_labs
 
-LABS = {"01_distillation": {}, "03_peft_lora_sft": {},
-        "04_qlora": {"show_cpu_pitfall": False}}  # the pitfall run is not a comparison
+LABS = {"01_distillation": {}, "02_loralib_layer_swaps": {}, "03_peft_lora_sft": {},
+        "04_qlora": {"show_cpu_pitfall": False},  # the pitfall run is not a comparison
+        "05_merge_int4_export": {}, "07_tuning_and_evaluation": {},
+        "08_peft_methods_compared": {}}
 # (lab, figure a, figure b): the course's claims "a is higher than b", checked per seed
 COMPARISONS = [
     ("01_distillation", "student (KD)_accuracy", "student (hard labels)_accuracy"),
@@ -27,7 +30,18 @@ COMPARISONS = [
     ("01_distillation", "student (KD)_accuracy", "teacher_accuracy"),
     ("03_peft_lora_sft", "rank_comparison/4/accuracy", "rank_comparison/64/accuracy"),
     ("03_peft_lora_sft", "accuracy_after", "chat_template_accuracy"),
+    ("02_loralib_layer_swaps", "accuracy_after", "accuracy_before"),
+    ("02_loralib_layer_swaps", "projection_choices/q, k, v + o/accuracy",
+     "projection_choices/q, v/accuracy"),
     ("04_qlora", "runs/LoRA, fp32 base/accuracy", "runs/QLoRA, nf4 base/accuracy"),
+    ("05_merge_int4_export", "results/PyTorch fp32/accuracy", "results/ONNX int4/accuracy"),
+    ("05_merge_int4_export", "results/ONNX int4/accuracy",
+     "results/ONNX int4, fp32 embeddings/accuracy"),
+    ("07_tuning_and_evaluation", "best/accuracy", "best_rerun_other_seed_accuracy"),
+    ("08_peft_methods_compared", "methods/LoRA r 4/accuracy",
+     "methods/full fine-tuning/accuracy"),
+    ("08_peft_methods_compared", "methods/LoRA r 16/accuracy", "methods/LoRA r 4/accuracy"),
+    ("08_peft_methods_compared", "methods/LoRA r 4/accuracy", "methods/IA3/accuracy"),
 ]
 
 
@@ -69,18 +83,30 @@ def summarize(per_seed: dict[int, dict[str, dict]]) -> dict:
             "comparisons": comparisons}
 
 
-def run(seeds: list[int], runs_dir: Path = RUNS_DIR / "variance") -> dict:
-    notebooks = [REPO_ROOT / "labs" / f"{lab}.ipynb" for lab in LABS]
-    per_seed = {}
+def stored_runs(runs_dir: Path) -> dict[int, dict[str, dict]]:
+    """{seed: {lab: metrics}} of every lab run kept under runs_dir/seed_N (a failed run
+    leaves no metrics.json: run_lab removes the old one first)."""
+    per_seed: dict[int, dict[str, dict]] = {}
+    for seed_dir in sorted(runs_dir.glob("seed_*")):
+        if not seed_dir.name[5:].isdigit():
+            continue
+        for lab in LABS:
+            metrics = seed_dir / lab / "metrics.json"
+            if metrics.exists():
+                per_seed.setdefault(int(seed_dir.name[5:]), {})[lab] = json.loads(
+                    metrics.read_text())
+    return per_seed
+
+
+def run(seeds: list[int], labs: list[str] | None = None,
+        runs_dir: Path = RUNS_DIR / "variance") -> dict:
+    labs = labs or list(LABS)
+    notebooks = [REPO_ROOT / "labs" / f"{lab}.ipynb" for lab in labs]
     for seed in seeds:
         print(f"seed {seed}:", flush=True)
-        seed_dir = runs_dir / f"seed_{seed}"
-        _, failed = run_labs(notebooks, seed_dir, jobs=COURSE_JOBS, tolerate=(Exception,),
-                             parameters={lab: {"seed": seed, **extra}
-                                         for lab, extra in LABS.items()})
-        per_seed[seed] = {lab: json.loads((seed_dir / lab / "metrics.json").read_text())
-                          for lab in LABS if lab not in failed}
-    result = summarize(per_seed)
+        run_labs(notebooks, runs_dir / f"seed_{seed}", jobs=COURSE_JOBS, tolerate=(Exception,),
+                 parameters={lab: {"seed": seed, **LABS[lab]} for lab in labs})
+    result = summarize(stored_runs(runs_dir))
     path = RUNS_DIR / "variance.json"
     path.write_text(json.dumps(result, indent=2))
     print(markdown(result))
@@ -107,12 +133,20 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Headline figures over seeds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--labs", nargs="+", metavar="NN",
+                        help="only these labs, by number (default: all of " +
+                             ", ".join(lab[:2] for lab in LABS) + ")")
     parser.add_argument("--markdown", action="store_true", help="print the last run's table")
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(json.loads((RUNS_DIR / "variance.json").read_text())))
-    else:
-        run(args.seeds)
+        return
+    by_number = {lab[:2]: lab for lab in LABS}
+    unknown = [n for n in args.labs or [] if n.zfill(2) not in by_number]
+    if unknown:
+        parser.error(f"no variance run for lab {', '.join(unknown)}; "
+                     f"choose from {', '.join(by_number)}")
+    run(args.seeds, [by_number[n.zfill(2)] for n in args.labs] if args.labs else None)
 
 
 if __name__ == "__main__":
