@@ -2,7 +2,14 @@ import time
 
 import pytest
 
-from slmlab.metrics import accuracy, generation_speed, macro_f1, median_latency_ms, weight_memory_mb
+from slmlab.metrics import (
+    accuracy,
+    generation_speed,
+    macro_f1,
+    median_latency_ms,
+    tokens_per_word,
+    weight_memory_mb,
+)
 from slmlab.task import build_prompts, predict_tones
 
 
@@ -41,3 +48,11 @@ def test_latency_memory_and_speed(student):
     assert weight_memory_mb(model) >= params * 4 / 1e6
     result = generation_speed(model, tokenizer, "<|user|>\nhi<|end|>\n<|assistant|>\n", 5)
     assert result["tokens_per_second"] > 0 and result["text"]
+
+
+def test_tokens_per_word_counts_the_tokenizers_pieces_per_whitespace_word():
+    def one_piece_per_letter(text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text if c != " "]}
+
+    rows = [{"phrase": "ab cde"}, {"phrase": "f"}]
+    assert tokens_per_word(one_piece_per_letter, rows) == 6 / 3

@@ -66,6 +66,14 @@ def tone_accuracy(model, tokenizer, rows: Sequence[dict], template: str = "text"
 
 
 @torch.no_grad()
+def tokens_per_word(tokenizer, rows: Sequence[dict]) -> float:
+    """Tokens per whitespace word of the rows' phrases: how finely the tokenizer cuts them
+    (words its training text never used fall apart into byte pieces)."""
+    tokens = sum(len(tokenizer(r["phrase"], add_special_tokens=False)["input_ids"])
+                 for r in rows)
+    return tokens / sum(len(r["phrase"].split()) for r in rows)
+
+
 def perplexity(model, token_ids: torch.Tensor, seq_len: int = 64) -> float:
     """Perplexity over consecutive windows of a 1-D tensor of token IDs."""
     model.eval()
