@@ -6,7 +6,7 @@ import os
 import nbformat
 import papermill
 
-from slmlab.course import _longest_first, run_labs
+from slmlab.course import longest_first, run_labs
 
 
 def tiny_lab(path, body: str):
@@ -74,7 +74,7 @@ def test_longest_labs_start_first(tmp_path):
         (tmp_path / lab.stem / lab.name).write_text(
             json.dumps({"metadata": {"papermill": {"duration": seconds}}}))
     # never run (03) first: its length is unknown; then by the last run's duration
-    assert [lab.stem[:2] for lab in _longest_first(labs, tmp_path)] == ["03", "01", "00", "02"]
+    assert [lab.stem[:2] for lab in longest_first(labs, tmp_path)] == ["03", "01", "00", "02"]
 
 
 def test_a_failed_rerun_leaves_no_stale_figures_and_the_report_marks_it(tmp_path):

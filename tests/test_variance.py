@@ -33,3 +33,28 @@ def test_every_comparison_names_figures_its_lab_writes():
         for figure in (a, b):
             first_key = figure.split("/")[0].split("_accuracy")[0]
             assert first_key.split(" (")[0] in source, (lab, figure)
+
+
+def test_a_partial_run_adds_its_labs_to_the_stored_runs_of_the_others(tmp_path, capsys):
+    import json
+
+    from test_course import tiny_lab
+
+    from slmlab.variance import run
+
+    labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs" / "variance"
+    labs_dir.mkdir()
+    # lab 02 as a stub: accuracy after training grows with the seed, before stays 0.1
+    tiny_lab(labs_dir / "02_loralib_layer_swaps.ipynb",
+             "import json, pathlib\npathlib.Path(output_dir, 'metrics.json').write_text("
+             "json.dumps({'accuracy_after': 0.5 + seed / 10, 'accuracy_before': 0.1}))")
+    earlier = runs_dir / "seed_0" / "01_distillation"   # a lab 01 run from an earlier call
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.json").write_text(json.dumps({"teacher_accuracy": 0.9}))
+    result = run([0, 1], ["02_loralib_layer_swaps"], runs_dir, labs_dir)
+    assert result["figures"]["02_loralib_layer_swaps"]["accuracy_after"]["values"] == [0.5, 0.6]
+    assert result["figures"]["01_distillation"]["teacher_accuracy"]["values"] == [0.9]
+    (lift,) = [c for c in result["comparisons"] if c["a"] == "accuracy_after"]
+    assert lift["a_higher_on_every_seed"] and lift["a_minus_b"]["n"] == 2
+    assert json.loads((tmp_path / "runs" / "variance.json").read_text()) == result
+    assert "[2/2] 02_loralib_layer_swaps" in capsys.readouterr().out

@@ -97,7 +97,7 @@ def _failure(error: BaseException) -> str:
             f"{getattr(error, 'evalue', error)}")
 
 
-def _timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | None,
+def timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | None,
                tolerate: tuple[type[BaseException], ...]) -> tuple[float, str, bool]:
     """(seconds, status line, ok) of one lab; runs in the caller or in a pool worker."""
     if threads:  # the kernel papermill starts inherits the environment
@@ -114,7 +114,7 @@ def _timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | 
     return seconds, status, ok
 
 
-def _longest_first(notebooks: list[Path], runs_dir: Path) -> list[Path]:
+def longest_first(notebooks: list[Path], runs_dir: Path) -> list[Path]:
     """Labs ordered by their last run's duration (papermill records it), longest first, so
     two workers finish together; labs never run go first, the later (longer) labs leading."""
     def last_seconds(notebook: Path) -> float:
@@ -153,15 +153,15 @@ def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = Fal
 
     if jobs <= 1:
         for number, notebook in enumerate(notebooks, start=1):
-            record(number, notebook, _timed_lab(notebook, runs_dir, parameters_of(notebook),
+            record(number, notebook, timed_lab(notebook, runs_dir, parameters_of(notebook),
                                                 None, tolerate))
         return seconds, failed
     threads = max(1, (os.cpu_count() or 1) // jobs)  # never more threads than cores
     print(f"{len(notebooks)} labs, {jobs} at a time, {threads} thread(s) each", flush=True)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        running = {pool.submit(_timed_lab, notebook, runs_dir, parameters_of(notebook), threads,
+        running = {pool.submit(timed_lab, notebook, runs_dir, parameters_of(notebook), threads,
                                tolerate): notebook
-                   for notebook in _longest_first(notebooks, runs_dir)}
+                   for notebook in longest_first(notebooks, runs_dir)}
         for number, done in enumerate(as_completed(running), start=1):
             record(number, running[done], done.result())
     return {lab: seconds[lab] for lab in sorted(seconds)}, sorted(failed)
