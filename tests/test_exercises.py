@@ -354,3 +354,26 @@ def test_parameter_counts_that_miss_a_factor_are_rejected(student):
     config = base.config
     _cases_reject("soft_prompt_params", lambda tokens, hidden, layers: tokens * layers * hidden,
                   peft_prefix_count, [(8, config.hidden_size, config.num_hidden_layers)])
+
+
+def test_a_check_leaves_the_random_generators_as_it_found_them(capsys):
+    # lab 02's reference builds a loralib layer (random init): how often it runs depends on
+    # whether the exercise is done, and the lab's training after it must not
+    import random
+
+    def reference_that_draws(x):
+        random.random()
+        return x + 0 * torch.randn(1).item()
+
+    def unfinished(x):
+        todo("not yet")
+
+    torch.manual_seed(3)
+    random.seed(3)
+    untouched = torch.rand(2), random.random()
+    for solution in (reference_that_draws, unfinished):
+        torch.manual_seed(3)
+        random.seed(3)
+        check("draws", solution, reference_that_draws, [(1.0,), (2.0,)])
+        after = torch.rand(2), random.random()
+        assert torch.equal(after[0], untouched[0]) and after[1] == untouched[1], solution

@@ -9,12 +9,15 @@ Each check's outcome is also written to `{output_dir}/exercises.json` (`record_t
 by every lab's parameter check), which `make progress` reads.
 """
 
+import contextlib
 import json
 import os
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
 RECORD = {"path": None}  # this run's exercises.json, once the lab has called record_to
@@ -53,7 +56,29 @@ def check(name: str, solution: Callable, reference: Callable, cases: Sequence[tu
 
     Returns the learner's function when it is right, the reference when it is not done.
     A wrong answer fails with the case, both values and `hint` (the usual mistake).
+
+    The random generators (torch, random, numpy) are restored afterwards: a reference that
+    draws numbers (e.g. builds a layer with random init) runs once per case when the
+    exercise is done and once when it is not, and the lab's later training must not
+    depend on which.
     """
+    with _random_state_kept():
+        return _check(name, solution, reference, cases, hint)
+
+
+@contextlib.contextmanager
+def _random_state_kept():
+    states = torch.random.get_rng_state(), random.getstate(), numpy.random.get_state()
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(states[0])
+        random.setstate(states[1])
+        numpy.random.set_state(states[2])
+
+
+def _check(name: str, solution: Callable, reference: Callable, cases: Sequence[tuple],
+           hint: str) -> Callable:
     for args in cases:
         expected = reference(*args)
         try:
