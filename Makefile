@@ -55,9 +55,10 @@ lab: setup
 labs: $(STAMP)
 	@$(BIN)/python -m slmlab.labgen
 
-# The headline comparisons over seeds -> runs/variance.json (a benchmark, ~3 min per seed).
+# The headline comparisons over seeds -> runs/variance.json (a benchmark, ~12 min per seed;
+# LABS="02 08" runs only those labs, SEEDS="0 1" other seeds).
 variance: setup
-	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS))
+	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS)) $(if $(LABS),--labs $(LABS))
 
 # Your exercises from each lab's last run: done, wrong (with the message), not started.
 # RUN=1 re-runs the labs you edited since their last run first;

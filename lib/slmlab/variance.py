@@ -7,7 +7,7 @@ deviation, min, max and the values per seed. For each comparison the course stat
 hard labels, QLoRA vs fp32 LoRA, ...) it writes the paired per-seed difference and whether
 its sign held on every seed. `--labs 02 08` runs only those labs; the summary is always
 built from every lab's runs under `runs/variance/seed_*`, so a partial run adds to the
-earlier ones. A benchmark, not a test: all labs take about 20 minutes per seed on 2 cores.
+earlier ones. A benchmark, not a test: all labs take about 12 minutes per seed on 2 cores.
 """
 
 import argparse
