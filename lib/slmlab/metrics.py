@@ -65,7 +65,6 @@ def tone_accuracy(model, tokenizer, rows: Sequence[dict], template: str = "text"
     return accuracy(predictions, [r["tone"] for r in rows])
 
 
-@torch.no_grad()
 def tokens_per_word(tokenizer, rows: Sequence[dict]) -> float:
     """Tokens per whitespace word of the rows' phrases: how finely the tokenizer cuts them
     (words its training text never used fall apart into byte pieces)."""
@@ -74,6 +73,7 @@ def tokens_per_word(tokenizer, rows: Sequence[dict]) -> float:
     return tokens / sum(len(r["phrase"].split()) for r in rows)
 
 
+@torch.no_grad()
 def perplexity(model, token_ids: torch.Tensor, seq_len: int = 64) -> float:
     """Perplexity over consecutive windows of a 1-D tensor of token IDs."""
     model.eval()
