@@ -38,7 +38,7 @@ QUICK_PARAMETERS: dict[str, dict] = {
     "06_olive_pipeline": {"olive_steps": 6, "cli_steps": 6, "adapter_steps": 6,
                           "qlora_steps": 6, "new_tokens": 8},
     "07_tuning_and_evaluation": {"trials": 2, "trial_steps": 6, "overfit_steps": 20,
-                                 "custom_loss_steps": 6},
+                                 "custom_loss_steps": 6, "plateau_steps": 3},
     "08_peft_methods_compared": {"steps": 6, "lora_ranks": [2, 4]},
 }
 
