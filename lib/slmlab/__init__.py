@@ -3,15 +3,15 @@
 One flat module per concept; labs import from here and never copy code. The module map,
 in layers: a module imports only from layers above its own (no cycles).
 
-    0  lexicon  zoo  presets  qlora  saving  tools  environment  exercises  targets
-       olive_runner
+    0  lexicon  zoo  presets  qlora  saving  environment  exercises  targets  tool_server
+       tools <- tool_server
        (search  loralib_swap  labgen: used by labs and commands only)
     1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
        artifact_cache <- saving  parameters <- saving, zoo, environment, exercises
        progress <- exercises
     2  metrics <- task          train_loop <- task       distill <- task
        sft <- task, data, zoo, presets, artifact_cache   export <- task, tools, saving
-       olive_pipeline <- task, presets, tools, olive_runner   report <- progress, environment
+       olive_pipeline <- task, presets, tools                report <- progress, environment
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
        peft_methods, viability <- metrics, train_loop, presets, data, zoo
        course <- report, progress                     playground <- export, task

@@ -189,8 +189,9 @@ def generation_speed(model, tokenizer, prompt: str, new_tokens: int = 32) -> dic
 
 
 def tone_report(model, tokenizer, rows: Sequence[dict], template: str = "text",
-                latency_repeats: int = 20) -> dict:
-    """Accuracy, macro-F1, batch-1 latency, batch-32 throughput, size of one model."""
+                latency_repeats: int = 20, wild_rows: Sequence[dict] = ()) -> dict:
+    """Accuracy, macro-F1, batch-1 latency, batch-32 throughput, size of one model; with
+    `wild_rows` (the hand-written split) their accuracy too."""
     phrases, targets = [r["phrase"] for r in rows], [r["tone"] for r in rows]
     predictions = predict_tones(model, tokenizer, phrases, template, restrict_to_labels=False)
     latency = median_latency_ms(lambda: predict_tones(model, tokenizer, phrases[:1], template),
@@ -204,6 +205,8 @@ def tone_report(model, tokenizer, rows: Sequence[dict], template: str = "text",
         "throughput_per_s": min(32, len(phrases)) / (batch_ms / 1000),
         "parameters": count_parameters(model),
         "weight_mb": weight_memory_mb(model),
+        **({"wild_accuracy": tone_accuracy(model, tokenizer, wild_rows, template,
+                                           restrict_to_labels=False)} if wild_rows else {}),
     }
 
 

@@ -12,14 +12,15 @@ into `.venv/olive-builder`; `olive_env()` puts it on PYTHONPATH for Olive's proc
 
 import os
 import sys
-import time
 from pathlib import Path
 
-from slmlab import olive_runner, tools
+from slmlab import tools
 from slmlab.presets import PHI3_LORA_TARGETS
 from slmlab.task import TEXT_TEMPLATE
 
 BUILDER_DIR = Path(sys.prefix) / "olive-builder"
+# what every Olive command needs: imported once by its server
+OLIVE_PRELOAD = ("torch", "transformers", "peft", "onnx", "onnxruntime", "olive.cli.launcher")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)
 
 
@@ -34,25 +35,13 @@ def olive_env(builder_dir: Path = BUILDER_DIR) -> dict:
     return env
 
 
-def olive_command(*args: str) -> list[str]:
-    """`olive ARGS...` from this environment's bin directory."""
-    return [str(Path(sys.executable).parent / "olive"), *args]
-
-
 def run_olive(args: list[str], log_path: str | Path, cwd: str | Path | None = None) -> float:
     """Run `olive ARGS`, log to `log_path`; return seconds, or raise ToolError (one line).
 
-    Each command runs in a fork of a process that imported Olive once (`olive_runner`);
-    without that server, as a new `olive` process."""
-    env, log_path = olive_env(), Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    code = olive_runner.run(args, log_path, Path(cwd) if cwd else None, env)
-    if code is None:
-        return tools.run_tool(olive_command(*args), log_path, f"olive {args[0]}", env=env,
-                              cwd=cwd)
-    tools.raise_on_failure(code, log_path, f"olive {args[0]}")
-    return time.perf_counter() - start
+    Each command runs in a fork of a process that imported Olive once (`tool_server`);
+    without that server, as a new `python -m olive` process."""
+    return tools.run_python([sys.executable, "-m", "olive", *args], log_path,
+                            f"olive {args[0]}", env=olive_env(), cwd=cwd, preload=OLIVE_PRELOAD)
 
 
 def training_losses(log_path: str | Path) -> list[float]:

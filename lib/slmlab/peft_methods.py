@@ -14,7 +14,7 @@ import torch
 from peft import get_peft_model, prepare_model_for_kbit_training
 
 from slmlab import presets, qlora, zoo
-from slmlab.data import unseen_word_rows
+from slmlab.data import load_tone, unseen_word_rows
 from slmlab.metrics import count_parameters, peak_rss_mb, saved_size_mb, tone_accuracy
 from slmlab.train_loop import train_on_tone
 
@@ -55,6 +55,9 @@ def measure(model, run: dict, peak_mb: float, tokenizer, base_parameters: int, t
         "accuracy": tone_accuracy(model, tokenizer, test_rows, restrict_to_labels=False),
         "unseen_word_accuracy": tone_accuracy(model, tokenizer, unseen,
                                               restrict_to_labels=False),
+        # phrases from another hand than the generator (data/README.md)
+        "wild_accuracy": tone_accuracy(model, tokenizer, load_tone("wild"),
+                                       restrict_to_labels=False),
     }
 
 

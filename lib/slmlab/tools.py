@@ -2,11 +2,17 @@
 
 Both tools print thousands of lines; the labs show the command, keep the log in a file,
 and on failure raise one line naming the tool, its exit code and the log's last line.
+Both are Python modules: `run_python` runs one in a fork of a server that imported it
+once (`tool_server`), or as a plain `python -m` process when there is no server.
 """
 
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+from slmlab import tool_server
 
 
 class ToolError(RuntimeError):
@@ -37,3 +43,22 @@ def raise_on_failure(exit_code: int, log_path: Path, name: str) -> None:
     if exit_code != 0:
         raise ToolError(f"{name} failed (exit {exit_code}): {last_line(log_path)} "
                         f"(log {log_path})")
+
+
+def run_python(command: list[str], log_path: str | Path, name: str, env: dict | None = None,
+               cwd: str | Path | None = None, preload: tuple[str, ...] = ()) -> float:
+    """`run_tool` for a `[sys.executable, "-m", MODULE, *ARGS]` command: run in a fork of
+    the module's server (`preload`: libraries it imports up front), or as a plain process
+    when there is no server or the command is not one of those; its seconds, or ToolError."""
+    if command[:2] != [sys.executable, "-m"] or len(command) < 3:
+        return run_tool(command, log_path, name, env=env, cwd=cwd)
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ) if env is None else env
+    start = time.perf_counter()
+    code = tool_server.run(command[2], command[3:], log_path, Path(cwd) if cwd else None, env,
+                           preload)
+    if code is None:  # no server: a process of its own
+        return run_tool(command, log_path, name, env=env, cwd=cwd)
+    raise_on_failure(code, log_path, name)
+    return time.perf_counter() - start

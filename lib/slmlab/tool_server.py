@@ -1,0 +1,103 @@
+"""Python command-line tools (Olive, the onnxruntime-genai builder), each run in a fork of a
+process that has imported the tool's libraries once.
+
+Started as a new process, `olive` or `python -m onnxruntime_genai.models.builder` spends
+seconds importing torch, transformers and onnx before it does anything (the builder: ~7 s
+of CPU on 2 cores), and labs 05 and 06 run several. The first call for a tool starts a
+server (`python -m slmlab.tool_server MODULE...`, in the tool's environment) that imports
+the modules once, then forks a child per command that runs the tool's module as
+`python -m` would: each command still runs alone in a process of its own, in its working
+directory, with its output in its log, and a crash ends that child only. One server per
+(environment, modules): Olive's environment carries another builder version than the
+course's. If a server cannot start, `run` says so and the caller runs a plain process.
+"""
+
+import importlib
+import json
+import os
+import runpy
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+REPLY = "slmlab-tool-exit "  # marks the server's answers among anything a library prints
+
+_servers: dict[str, subprocess.Popen] = {}
+_lock = threading.Lock()
+
+
+def _key(preload: tuple[str, ...], env: dict) -> str:
+    return json.dumps([preload, sorted(env.items())])
+
+
+def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dict,
+        preload: tuple[str, ...] = ()) -> int | None:
+    """Run `python -m MODULE ARGS` in a fork of the server that imported `preload` (and
+    `module`) under `env`; its exit code, or None when there is no server."""
+    preload = (*preload, module)
+    key = _key(preload, env)
+    with _lock:
+        process = _servers.get(key)
+        if process is None or process.poll() is not None:
+            try:
+                process = subprocess.Popen([sys.executable, "-m", "slmlab.tool_server", *preload],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL, env=env, text=True)
+            except OSError:
+                return None
+            _servers[key] = process
+        try:
+            process.stdin.write(json.dumps({"module": module, "args": args,
+                                            "log": str(Path(log_path).resolve()),
+                                            "cwd": str(cwd or os.getcwd())}) + "\n")
+            process.stdin.flush()
+            for line in process.stdout:
+                if line.startswith(REPLY):
+                    return int(line[len(REPLY):])
+        except (BrokenPipeError, ValueError):
+            pass
+        _servers.pop(key, None)  # it died (or could not import the tool): plain processes
+        return None
+
+
+def server(module: str, env: dict, preload: tuple[str, ...] = ()) -> subprocess.Popen | None:
+    """The live server `run` would use for these arguments, if any (for tests)."""
+    return _servers.get(_key((*preload, module), env))
+
+
+def _run_child(request: dict) -> None:
+    code = 1
+    try:
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.chdir(request["cwd"])
+        sys.argv = [request["module"], *request["args"]]
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else int(error.code is not None)
+    except BaseException:  # noqa: BLE001 - whatever the tool raises ends in its log
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # the child must never return into the server's loop
+
+
+def serve(preload: list[str]) -> None:
+    for name in preload:
+        importlib.import_module(name)
+    for line in sys.stdin:
+        request = json.loads(line)
+        child = os.fork()
+        if child == 0:
+            _run_child(request)
+        _, status = os.waitpid(child, 0)
+        print(REPLY + str(os.waitstatus_to_exitcode(status)), flush=True)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])
