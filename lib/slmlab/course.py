@@ -156,15 +156,30 @@ def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = Fal
             record(number, notebook, timed_lab(notebook, runs_dir, parameters_of(notebook),
                                                 None, tolerate))
         return seconds, failed
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # never more threads than cores
-    print(f"{len(notebooks)} labs, {jobs} at a time, {threads} thread(s) each", flush=True)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        running = {pool.submit(timed_lab, notebook, runs_dir, parameters_of(notebook), threads,
-                               tolerate): notebook
-                   for notebook in longest_first(notebooks, runs_dir)}
-        for number, done in enumerate(as_completed(running), start=1):
-            record(number, running[done], done.result())
+    print(f"{len(notebooks)} labs, {jobs} at a time, {threads_per_job(jobs)} thread(s) each",
+          flush=True)
+    work = [(notebook, runs_dir, parameters_of(notebook))
+            for notebook in longest_first(notebooks, runs_dir)]
+    for number, ((notebook, _, _), outcome) in enumerate(run_pool(work, jobs, tolerate), 1):
+        record(number, notebook, outcome)
     return {lab: seconds[lab] for lab in sorted(seconds)}, sorted(failed)
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of `jobs` labs side by side: never more threads than cores."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def run_pool(work: list[tuple[Path, Path, dict]], jobs: int,
+             tolerate: tuple[type[BaseException], ...]):
+    """Run (notebook, runs folder, parameters) items `jobs` at a time, in the order given;
+    yields (item, (seconds, status, ok)) as each one finishes (`make course`, `make
+    variance`)."""
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        running = {pool.submit(timed_lab, *item, threads_per_job(jobs), tolerate): item
+                   for item in work}
+        for done in as_completed(running):
+            yield running[done], done.result()
 
 
 COURSE_JOBS = 2  # labs side by side in `make course` and `make bench` (see run_labs)

@@ -13,13 +13,11 @@ earlier ones. A benchmark, not a test: all labs take about 12 minutes per seed o
 import argparse
 import json
 import math
-import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.course import COURSE_JOBS, longest_first, timed_lab
+from slmlab.course import COURSE_JOBS, longest_first, run_pool, threads_per_job
 
 LABS = {"01_distillation": {}, "02_loralib_layer_swaps": {}, "03_peft_lora_sft": {},
         "04_qlora": {"show_cpu_pitfall": False},  # the pitfall run is not a comparison
@@ -112,17 +110,15 @@ def run(seeds: list[int], labs: list[str] | None = None,
     # every (lab, seed) run in one pool, the longest labs first: two workers stay busy to
     # the end, instead of waiting for each seed's slowest lab
     notebooks = longest_first([labs_dir / f"{lab}.ipynb" for lab in labs], RUNS_DIR)
-    threads = max(1, (os.cpu_count() or 1) // COURSE_JOBS)
     print(f"{len(notebooks)} labs x {len(seeds)} seeds, {COURSE_JOBS} at a time, "
-          f"{threads} thread(s) each", flush=True)
-    with ProcessPoolExecutor(max_workers=COURSE_JOBS) as pool:
-        running = {pool.submit(timed_lab, notebook, runs_dir / f"seed_{seed}",
-                               {"seed": seed, **LABS[notebook.stem]}, threads, (Exception,)):
-                   (notebook.stem, seed) for notebook in notebooks for seed in seeds}
-        for number, done in enumerate(as_completed(running), start=1):
-            (lab, seed), (seconds, status, _) = running[done], done.result()
-            print(f"[{number}/{len(running)}] {lab:26} seed {seed}  {seconds:6.1f} s  {status}",
-                  flush=True)
+          f"{threads_per_job(COURSE_JOBS)} thread(s) each", flush=True)
+    work = [(notebook, runs_dir / f"seed_{seed}", {"seed": seed, **LABS[notebook.stem]})
+            for notebook in notebooks for seed in seeds]
+    for number, ((notebook, _, parameters), outcome) in enumerate(
+            run_pool(work, COURSE_JOBS, (Exception,)), start=1):
+        seconds, status, _ = outcome
+        print(f"[{number}/{len(work)}] {notebook.stem:26} seed {parameters['seed']}  "
+              f"{seconds:6.1f} s  {status}", flush=True)
     result = summarize(stored_runs(runs_dir))
     path = runs_dir.parent / "variance.json"
     path.write_text(json.dumps(result, indent=2))
