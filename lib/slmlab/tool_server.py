@@ -10,12 +10,15 @@ the modules once, then forks a child per command that runs the tool's module as
 directory, with its output in its log, and a crash ends that child only. One server per
 (environment, modules): Olive's environment carries another builder version than the
 course's. If a server cannot start, `run` says so and the caller runs a plain process.
+A server holds its libraries in memory (the builder's: ~0.4 GB resident), so it exits
+after `IDLE_SECONDS` without a command; the next command starts a new one.
 """
 
 import importlib
 import json
 import os
 import runpy
+import select
 import subprocess
 import sys
 import threading
@@ -23,6 +26,7 @@ import traceback
 from pathlib import Path
 
 REPLY = "slmlab-tool-exit "  # marks the server's answers among anything a library prints
+IDLE_SECONDS = float(os.environ.get("SLMLAB_TOOL_SERVER_IDLE", 120))
 
 _servers: dict[str, subprocess.Popen] = {}
 _lock = threading.Lock()
@@ -82,15 +86,21 @@ def _run_child(request: dict) -> None:
     except BaseException:  # noqa: BLE001 - whatever the tool raises ends in its log
         traceback.print_exc()
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a tool may have closed it
+                pass
         os._exit(code)  # the child must never return into the server's loop
 
 
 def serve(preload: list[str]) -> None:
     for name in preload:
         importlib.import_module(name)
-    for line in sys.stdin:
+    while select.select([sys.stdin], [], [], IDLE_SECONDS)[0]:  # nothing for a while: exit
+        line = sys.stdin.readline()
+        if not line:  # the caller is gone
+            return
         request = json.loads(line)
         child = os.fork()
         if child == 0:
