@@ -46,9 +46,15 @@ def pytest_configure(config):
         sys.modules["torch"].set_num_threads(1)
 
 
+# Test modules whose tests share an expensive module-scoped fixture (the viability LoRA
+# run, a JupyterLab server): their tests stay on one worker, or each worker would build it.
+SHARED_FIXTURE_MODULES = {"tests/test_viability.py", "tests/test_browser.py"}
+
+
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is not loaded
 def pytest_xdist_make_scheduler(config, log):
-    """Each notebook's cells on one worker, in order; every other test on its own.
+    """Each notebook's cells on one worker, in order, and the tests of each module in
+    SHARED_FIXTURE_MODULES; every other test on its own.
 
     nbval's cells share one kernel. xdist's `loadgroup` cannot group them under pytest 9
     (it renames node ids, which pytest 9 no longer reads), and `loadscope` would also
@@ -63,7 +69,7 @@ def pytest_xdist_make_scheduler(config, log):
     class NotebookScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return path if path.endswith(".ipynb") else nodeid
+            return path if path.endswith(".ipynb") or path in SHARED_FIXTURE_MODULES else nodeid
 
     return NotebookScheduling(config, log)
 
