@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup zoo course test lab labs bench variance progress lint clean
+.PHONY: setup zoo course test lab labs bench variance progress drift-latest lint clean
 
 setup: $(STAMP) zoo
 
@@ -66,6 +66,22 @@ variance: setup
 progress: setup
 	@$(if $(RUN),$(BIN)/python -m slmlab.course --changed || true;)
 	@$(BIN)/python -m slmlab.progress $(if $(HTML),--html $(HTML))
+
+# For maintainers, before moving a pin: the API-drift test (tests/test_api_drift.py) against
+# the newest releases of the libraries the course calls, in a separate .venv-latest (needs
+# PyPI). torch stays at its pin: a newer one pulls several GB of CUDA packages, and pip
+# then picks the newest release of each library that installs beside it.
+LATEST := .venv-latest
+DRIFT_LIBRARIES := transformers tokenizers peft trl datasets huggingface_hub loralib \
+	bitsandbytes onnxruntime-genai onnx onnx-ir papermill
+drift-latest:
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	@$(LATEST)/bin/pip install --quiet --upgrade pip pytest torch==2.13.0 $(DRIFT_LIBRARIES) \
+		2>&1 | grep -v "^WARNING: Location" || true
+	@$(LATEST)/bin/pip install --quiet --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+	@$(LATEST)/bin/python -c "from importlib.metadata import version; \
+		print('newest here:', ', '.join(f'{n} {version(n)}' for n in 'torch $(DRIFT_LIBRARIES)'.split()))"
+	@$(LATEST)/bin/python -m pytest tests/test_api_drift.py -p no:cacheprovider -o addopts=-ra
 
 lint: $(STAMP)
 	@$(BIN)/ruff check conftest.py lib tests solutions labs

@@ -67,11 +67,14 @@ def test_shipped_weights_match_the_zoo_card():
 
 def test_build_is_deterministic(tmp_path):
     steps = {name: 3 for name in zoo.ZOO}
-    first = build_zoo(tmp_path / "a", steps=steps, n_documents=300)
-    second = build_zoo(tmp_path / "b", steps=steps, n_documents=300)
+    threads = torch.get_num_threads()
+    first = build_zoo(tmp_path / "a", steps=steps, n_documents=300, n_heldout=30)
+    second = build_zoo(tmp_path / "b", steps=steps, n_documents=300, n_heldout=30)
     for name in zoo.ZOO:
         assert first[name]["weights_sha256"] == second[name]["weights_sha256"]
     assert (tmp_path / "a" / "tiny-phi3-student" / "config.json").exists()
+    # the build runs on 2 threads (for the hash) and gives the caller its setting back
+    assert torch.get_num_threads() == threads
 
 
 def test_load_accepts_a_local_directory():

@@ -119,9 +119,19 @@ def build_model(name: str, tokenizer, stream, heldout, out_dir: Path, steps: int
 
 
 def build_zoo(out_root: Path = MODELS_DIR, force: bool = False,
-              steps: dict[str, int] | None = None, n_documents: int = N_DOCUMENTS) -> dict:
+              steps: dict[str, int] | None = None, n_documents: int = N_DOCUMENTS,
+              n_heldout: int = N_HELDOUT_DOCUMENTS) -> dict:
     """Build every zoo model missing from `out_root` (all of them with `force`)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)  # fixed so the float sums, and so the hash, repeat
+    try:
+        return _build_missing(out_root, force, steps, n_documents, n_heldout)
+    finally:  # a caller (a test worker with one thread per core) keeps its own setting
+        torch.set_num_threads(threads)
+
+
+def _build_missing(out_root: Path, force: bool, steps: dict[str, int] | None,
+                   n_documents: int, n_heldout: int) -> dict:
     wanted = [n for n in ZOO if force or not (out_root / n / "config.json").exists()]
     card_path = out_root / "zoo_card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() and not force else {}
@@ -131,7 +141,7 @@ def build_zoo(out_root: Path = MODELS_DIR, force: bool = False,
     documents = make_corpus(n_documents, CORPUS_SEED)
     tokenizer = train_tokenizer(documents)
     stream = token_stream(tokenizer, documents)
-    heldout = token_stream(tokenizer, make_corpus(N_HELDOUT_DOCUMENTS, HELDOUT_SEED))
+    heldout = token_stream(tokenizer, make_corpus(n_heldout, HELDOUT_SEED))
     card["corpus"] = {"documents": n_documents, "tokens": len(stream),
                       "heldout_tokens": len(heldout), "vocab_size": len(tokenizer)}
     for name in wanted:
