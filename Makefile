@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup zoo course test lab labs bench variance progress drift-latest lint clean
+.PHONY: setup zoo course test lab labs bench variance progress checkpoint drift-latest lint clean
 
 setup: $(STAMP) zoo
 
@@ -66,6 +66,11 @@ variance: setup
 progress: setup
 	@$(if $(RUN),$(BIN)/python -m slmlab.course --changed || true;)
 	@$(BIN)/python -m slmlab.progress $(if $(HTML),--html $(HTML))
+
+# What lab NN needs from earlier labs, built ahead (LAB=05): labs 04-06 start from lab 03's
+# adapter, which each would otherwise train itself on its first run.
+checkpoint: setup
+	@$(if $(LAB),,echo "usage: make checkpoint LAB=05"; exit 2;) $(BIN)/python -m slmlab.checkpoint $(LAB)
 
 # For maintainers, before moving a pin: the API-drift test (tests/test_api_drift.py) against
 # the newest releases of the libraries the course calls, in a separate .venv-latest (needs
