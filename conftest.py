@@ -12,7 +12,9 @@ shows it fails without this).
 
 import os
 import sys
+from pathlib import Path
 
+import nbval.plugin
 import pytest
 import zmq
 from jupyter_client.client import KernelClient
@@ -27,6 +29,32 @@ def _start_channels_keeping_every_message(self, *args, **kwargs):
 
 
 KernelClient.start_channels = _start_channels_keeping_every_message
+
+
+# --- solutions/ under nbval write apart from the learner's runs ---------------------------
+# A lab's default output_dir is "../runs/NN", relative to the kernel's working directory,
+# and nbval starts each kernel in the notebook's folder: executing solutions/ would overwrite
+# the learner's runs/NN (their figures, and the exercises.json `make progress` reads). Those
+# kernels start in runs/solutions/notebooks/ instead, so the solutions' runs land in
+# runs/solutions/runs/NN. Only output_dir is relative in the labs; the rest comes from slmlab.
+SOLUTIONS_DIR = Path(__file__).resolve().parent / "solutions"
+SOLUTIONS_KERNEL_CWD = SOLUTIONS_DIR.parent / "runs" / "solutions" / "notebooks"
+
+
+def nbval_kernel_cwd(cwd: str | None) -> str | None:
+    """Where nbval's kernel for a notebook in `cwd` starts: solutions' kernels apart."""
+    if cwd is None or Path(cwd).resolve() != SOLUTIONS_DIR:
+        return cwd
+    SOLUTIONS_KERNEL_CWD.mkdir(parents=True, exist_ok=True)
+    return str(SOLUTIONS_KERNEL_CWD)
+
+
+class _KernelWithSolutionsApart(nbval.plugin.RunningKernel):
+    def __init__(self, kernel_name, cwd=None, **kwargs):
+        super().__init__(kernel_name, cwd=nbval_kernel_cwd(cwd), **kwargs)
+
+
+nbval.plugin.RunningKernel = _KernelWithSolutionsApart
 
 
 # --- Two workers (`make test` runs `pytest -n 2`) --------------------------------------

@@ -10,7 +10,7 @@ from slmlab import REPO_ROOT, checkpoint, sft
 @pytest.mark.parametrize("lab", sorted(checkpoint.ADAPTER_ARGUMENTS))
 def test_labs_04_to_06_ask_for_lab_03s_recipe_with_the_names_their_call_uses(lab):
     settings = checkpoint.adapter_settings(lab)
-    lab03 = checkpoint.defaults(checkpoint.notebook_of("03"))
+    lab03 = checkpoint.lab_defaults("03_peft_lora_sft", REPO_ROOT / "solutions")
     assert settings["model_id"] == lab03["model_id"]
     assert (settings["r"], settings["max_steps"], settings["seed"]) == (
         lab03["rank"], lab03["max_steps"], lab03["seed"])
@@ -25,9 +25,9 @@ def test_labs_04_to_06_ask_for_lab_03s_recipe_with_the_names_their_call_uses(lab
 
 @pytest.mark.slow
 def test_checkpoint_trains_once_and_the_lab_then_loads_it(tmp_path, monkeypatch):
-    real_defaults = checkpoint.defaults
-    monkeypatch.setattr(checkpoint, "defaults",  # two steps instead of the lab's 150
-                        lambda notebook: real_defaults(notebook) | {"train_steps": 2})
+    real_defaults = checkpoint.lab_defaults
+    monkeypatch.setattr(checkpoint, "lab_defaults",  # two steps instead of the lab's 150
+                        lambda *args: real_defaults(*args) | {"train_steps": 2})
     assert "trained in" in checkpoint.build("05", cache_dir=tmp_path)
     assert checkpoint.build("5", cache_dir=tmp_path).endswith("was already in the cache")
     _, _, info = sft.train_adapter(**checkpoint.adapter_settings("05"), cache_dir=tmp_path)

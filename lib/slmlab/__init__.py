@@ -15,7 +15,7 @@ in layers: a module imports only from layers above its own (no cycles).
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
        peft_methods, viability <- metrics, train_loop, presets, data, zoo
        course <- report, progress                     playground <- export, task
-       checkpoint <- sft                              (`make checkpoint LAB=NN`)
+       checkpoint <- sft, parameters                  (`make checkpoint LAB=NN`)
     4  bench, variance <- course        widgets <- playground, presets, distill, qlora
 """
 

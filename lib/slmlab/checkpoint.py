@@ -8,12 +8,10 @@ workshop, or to open lab 06 without waiting — with the lab's own defaults, rea
 """
 
 import argparse
-import ast
 from pathlib import Path
 
-import papermill
-
 from slmlab import REPO_ROOT
+from slmlab.parameters import lab_defaults
 
 # lab -> its parameters that `sft.train_adapter` takes, as (argument, parameter name)
 ADAPTER_ARGUMENTS: dict[str, dict[str, str]] = {
@@ -34,19 +32,13 @@ def notebook_of(lab: str, folder: Path = REPO_ROOT / "solutions") -> Path:
     return matches[0]
 
 
-def defaults(notebook: Path) -> dict:
-    """The default value of each parameter in the notebook's `parameters` cell."""
-    return {name: ast.literal_eval(spec["default"])
-            for name, spec in papermill.inspect_notebook(str(notebook)).items()}
-
-
 def adapter_settings(lab: str) -> dict | None:
     """The `sft.train_adapter` arguments lab `lab` uses with its defaults (None: no adapter)."""
     notebook = notebook_of(lab)
     arguments = ADAPTER_ARGUMENTS.get(notebook.stem)
     if arguments is None:
         return None
-    values = defaults(notebook)
+    values = lab_defaults(notebook.stem, notebook.parent)
     return {"model_id": values["model_id"]} | {arg: values[name] for arg, name in arguments.items()}
 
 
