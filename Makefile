@@ -75,13 +75,14 @@ checkpoint: setup
 # For maintainers, before moving a pin: the API-drift test (tests/test_api_drift.py) against
 # the newest releases of the libraries the course calls, in a separate .venv-latest (needs
 # PyPI). torch stays at its pin: a newer one pulls several GB of CUDA packages, and pip
-# then picks the newest release of each library that installs beside it.
+# then picks the newest release of each library that installs beside it (nbval: conftest.py
+# imports it).
 LATEST := .venv-latest
 DRIFT_LIBRARIES := transformers tokenizers peft trl datasets huggingface_hub loralib \
 	bitsandbytes onnxruntime-genai onnx onnx-ir papermill
 drift-latest:
 	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
-	@$(LATEST)/bin/pip install --quiet --upgrade pip pytest torch==2.13.0 $(DRIFT_LIBRARIES) \
+	@$(LATEST)/bin/pip install --quiet --upgrade pip pytest nbval torch==2.13.0 $(DRIFT_LIBRARIES) \
 		2>&1 | grep -v "^WARNING: Location" || true
 	@$(LATEST)/bin/pip install --quiet --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
 	@$(LATEST)/bin/python -c "from importlib.metadata import version; \

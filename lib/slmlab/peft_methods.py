@@ -2,9 +2,9 @@
 
 Every method trains the same zoo model on the same tone rows for the same steps with the
 course's loop (`train_loop.train_on_tone`: loss on the tone token), each in a fresh
-process. Peak memory is that process's resident set size (RSS), sampled every few
-milliseconds while the model is built and trained, minus the RSS just before: the same
-probe for every method.
+process. Peak memory is that process's peak resident set size (RSS) while the model is
+built and trained (the kernel's own peak, `metrics.peak_rss_mb`), minus the RSS just
+before: the same probe for every method.
 """
 
 import multiprocessing
