@@ -19,6 +19,8 @@ import pytest
 import zmq
 from jupyter_client.client import KernelClient
 
+from slmlab import REPO_ROOT, RUNS_DIR
+
 _start_channels = KernelClient.start_channels
 
 
@@ -37,8 +39,8 @@ KernelClient.start_channels = _start_channels_keeping_every_message
 # the learner's runs/NN (their figures, and the exercises.json `make progress` reads). Those
 # kernels start in runs/solutions/notebooks/ instead, so the solutions' runs land in
 # runs/solutions/runs/NN. Only output_dir is relative in the labs; the rest comes from slmlab.
-SOLUTIONS_DIR = Path(__file__).resolve().parent / "solutions"
-SOLUTIONS_KERNEL_CWD = SOLUTIONS_DIR.parent / "runs" / "solutions" / "notebooks"
+SOLUTIONS_DIR = REPO_ROOT / "solutions"
+SOLUTIONS_KERNEL_CWD = RUNS_DIR / "solutions" / "notebooks"
 
 
 def nbval_kernel_cwd(cwd: str | None) -> str | None:
