@@ -99,7 +99,7 @@ def test_a_failed_onnx_build_leaves_the_previous_export(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "builder_command",
                         lambda model_dir, out_dir, *a: [sys.executable, "-c", dies, str(out_dir)])
     with pytest.raises(RuntimeError) as raised:
-        export.build_onnx(zoo.resolve("tiny-phi3-student"), out, "int4")
+        export.build_onnx(zoo.resolve("tiny-phi3-teacher"), out, "int4")
     message = str(raised.value)
     assert "\n" not in message and "No space left on device" in message
     assert message.endswith("the previous onnx_int4 is intact")

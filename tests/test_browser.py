@@ -141,14 +141,17 @@ def run_all_cells(page, url: str, notebook: str) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
-def test_lab_02_slider_in_jupyterlab_shows_the_count_for_the_new_rank(page, jupyterlab, teacher):
-    from slmlab import presets
+def test_lab_02_slider_in_jupyterlab_shows_the_count_for_the_new_rank(page, jupyterlab):
+    from slmlab import presets, zoo
+    from slmlab.course import QUICK_PARAMETERS
+    from slmlab.parameters import lab_defaults
 
+    lab = "02_loralib_layer_swaps"   # the page runs it with these parameters (fixture above)
+    model = zoo.load_model((lab_defaults(lab) | QUICK_PARAMETERS[lab])["model_id"])
     run_all_cells(page, jupyterlab("02_loralib_layer_swaps"), "02_loralib_layer_swaps.ipynb")
     table = page.locator("table.lora-budget")
     table.wait_for(timeout=300_000)  # the lab's cells above it run first
     zoo_row = table.locator("tr", has_text="this zoo model").locator("td")
-    model, _ = teacher
     targets = ["qkv_proj", "o_proj"]
     before = presets.lora_footprint(model, 8, 16, targets)["trainable"]
     assert zoo_row.nth(1).inner_text() == f"{before:,}"

@@ -25,3 +25,32 @@ def test_first_divergence():
     assert first_divergence([1, 2], [1, 2]) is None
     assert first_divergence([1, 2], [1, 3]) == 1
     assert first_divergence([1], [1, 2]) == 1
+
+
+def test_a_model_whose_heads_ort_cannot_run_is_refused_before_any_build(tmp_path):
+    from slmlab import export, zoo
+
+    assert export.export_problem(zoo.resolve("tiny-phi3-teacher")) is None
+    with pytest.raises(export.NotExportable) as raised:
+        export.build_onnx(zoo.resolve("tiny-phi3-student"), tmp_path / "onnx", "fp32")
+    message = str(raised.value)
+    assert "\n" not in message and "head size is 24" in message
+    assert "tiny-phi3-teacher" in message, "it names a model that exports"
+    assert not list(tmp_path.iterdir()), "refused before the builder ran"
+
+
+@pytest.mark.slow
+def test_ort_genai_on_cpu_really_rejects_that_head_size(tmp_path):
+    # the rule export_problem applies, seen on the real kernel: the builder itself succeeds,
+    # generation fails. When an onnxruntime release lifts it, this test says so.
+    import onnxruntime_genai as og
+
+    from slmlab import export, tools, zoo
+
+    student = zoo.resolve("tiny-phi3-student")
+    tools.run_python(export.builder_command(student, tmp_path / "onnx", "fp32"),
+                     tmp_path / "builder.log", "onnxruntime-genai builder (fp32)",
+                     preload=export.BUILDER_PRELOAD)
+    model = og.Model(str(tmp_path / "onnx"))
+    with pytest.raises(Exception, match="head_size shall be a multiple of 16"):
+        export.og_generate(model, [1, 2, 3], 2)

@@ -67,6 +67,9 @@ def defaults_for(lab):
     ("03_peft_lora_sft", {"model_id": "phi-3-tiny"},
      "model_id = 'phi-3-tiny' is not a zoo model (tiny-phi3-teacher, tiny-phi3-student)"),
     ("01_distillation", {"student_id": "tiny"}, "student_id = 'tiny' is not a zoo model"),
+    *[(lab, {"model_id": "tiny-phi3-student"}, "model_id = 'tiny-phi3-student' cannot be "
+       "exported for ORT-GenAI on CPU: its attention head size is 24 (hidden_size 96 / 4 heads)")
+      for lab in ("05_merge_int4_export", "06_olive_pipeline")],
     ("03_peft_lora_sft", {"max_steps": 30}, "interrupt_at = 60 must be below max_steps = 30"),
     ("02_loralib_layer_swaps", {"output_dir": str(REPO_ROOT / "labs" / "mine")},
      "output_dir = "),

@@ -3,6 +3,7 @@
 import random
 
 import pytest
+import torch
 
 from slmlab import metrics, search, train_loop
 from slmlab.metrics import bleu_rouge
@@ -55,6 +56,28 @@ def test_early_stopping_restores_the_best_weights(teacher, tone_rows):
     assert history[-1] == {"step": best["step"], "restored_best": True}
     restored = train_loop.label_loss(model, tokenizer, tone_rows["validation"][:16])
     assert restored == pytest.approx(best["val_loss"], rel=1e-4)
+
+
+def test_one_run_on_to_the_end_keeps_what_early_stopping_would_have(teacher, tone_rows):
+    # lab 07 trains once with stop=False and reads both models from that run: the weights it
+    # records must be those a run that really stops restores, and the curve the same so far
+    from slmlab import presets, zoo
+
+    _, tokenizer = teacher
+    settings = dict(train_rows=tone_rows["train"][:16], val_rows=tone_rows["validation"][:16],
+                    steps=40, eval_every=5, lr=3e-2, patience=1)
+    stopping = presets.add_lora(zoo.load_model("tiny-phi3-student"), r=4, alpha=8)
+    stopped = train_loop.train_with_validation(stopping, tokenizer, **settings)
+    going_on = presets.add_lora(zoo.load_model("tiny-phi3-student"), r=4, alpha=8)
+    full = train_loop.train_with_validation(going_on, tokenizer, **settings, stop=False)
+    early = full[-1]
+    assert early["would_stop"] and early["best_step"] == stopped[-1]["step"]
+    assert early["step"] < 40, "early stopping fired before the end in this setting"
+    assert full[-2]["step"] == 40, "the run itself went on to the last step"
+    assert stopped[:-1] == [h for h in full[:-1] if h["step"] <= early["step"]]
+    restored = {n: p for n, p in stopping.named_parameters() if p.requires_grad}
+    assert early["best_state"].keys() == restored.keys()
+    assert all(torch.equal(early["best_state"][n], restored[n]) for n in restored)
 
 
 def test_bleu_and_rouge_on_known_texts():

@@ -47,6 +47,28 @@ def builder_command(model_dir: str | Path, out_dir: str | Path, precision: str,
             "-o", str(out_dir), "-p", precision, "-e", "cpu", "--extra_options", *options]
 
 
+# The builder gives every CPU model onnxruntime's GroupQueryAttention, whose CPU kernel
+# rejects a head size that is not a multiple of 16 ("head_size shall be a multiple of 16",
+# at the first generated token, after a successful build). Phi-3-mini's head size is 96.
+GQA_HEAD_MULTIPLE = 16
+
+
+class NotExportable(ValueError):
+    """A model the onnxruntime-genai CPU path cannot run (one line: why, and what can)."""
+
+
+def export_problem(model_dir: str | Path) -> str | None:
+    """Why ORT-GenAI on CPU cannot run the model in `model_dir`, or None if it can."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    heads = config["num_attention_heads"]
+    head_size = config.get("head_dim") or config["hidden_size"] // heads
+    if head_size % GQA_HEAD_MULTIPLE:
+        return (f"its attention head size is {head_size} (hidden_size {config['hidden_size']} / "
+                f"{heads} heads), and onnxruntime's CPU GroupQueryAttention needs a multiple of "
+                f"{GQA_HEAD_MULTIPLE}; export tiny-phi3-teacher (head size 64) or Phi-3-mini (96)")
+    return None
+
+
 class AdapterMismatch(ValueError):
     """A LoRA adapter whose matrices do not fit the base model it is exported with."""
 
@@ -91,6 +113,9 @@ def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
     failed build (a full disk, a bad input) leaves the previous export intact; on failure
     raise one line with the end of the builder's log, not a bare exit code."""
     out_dir = Path(out_dir)
+    problem = export_problem(model_dir)
+    if problem:  # fail before a build whose model would only fail at its first token
+        raise NotExportable(f"cannot export {model_dir} for ORT-GenAI on CPU: {problem}")
     if adapter_path is not None:
         check_adapter_fits(adapter_path, model_dir)
     log = out_dir.with_name(f"{out_dir.name}.builder.log")  # beside it: kept when a build fails

@@ -23,6 +23,9 @@ from slmlab import REPO_ROOT, saving
 NOT_COMPARED = ("output_dir", "check_headlines")
 # (a, b): parameter a must stay below parameter b when a lab has both
 BELOW = [("interrupt_at", "max_steps")]  # lab 03 "kills" its run at interrupt_at, resumes
+# Labs that export their model with the onnxruntime-genai builder: a model it cannot run
+# stops them at the top, not after minutes of training.
+EXPORTING_LABS = ("05_merge_int4_export", "06_olive_pipeline")
 
 
 class ParameterError(ValueError):
@@ -91,6 +94,9 @@ def validate(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> Non
             raise ParameterError(f"{lab}: parameter {name} = {value!r} is not a zoo model "
                                  f"({', '.join(zoo.ZOO)}), a local model directory or a hub "
                                  "ID (owner/name)")
+        if name == "model_id" and lab in EXPORTING_LABS and (value in zoo.ZOO
+                                                             or Path(value).is_dir()):
+            _check_exportable(lab, value)
         for low, high in BELOW:
             if name == low and high in values and not value < values[high]:
                 raise ParameterError(f"{lab}: parameter {low} = {value!r} must be below "
@@ -101,6 +107,18 @@ def validate(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> Non
                 if where == protected or protected in where.parents:
                     raise ParameterError(f"{lab}: parameter output_dir = {value!r} is inside "
                                          f"{protected.name}/; write runs elsewhere (runs/)")
+
+
+def _check_exportable(lab: str, model_id: str) -> None:
+    from slmlab import export, zoo  # here, not at the top: they import torch
+
+    try:
+        problem = export.export_problem(zoo.resolve(model_id))
+    except zoo.ModelNotAvailable:
+        return  # the lab's own load says so in its words
+    if problem:
+        raise ParameterError(f"{lab}: parameter model_id = {model_id!r} cannot be exported "
+                             f"for ORT-GenAI on CPU: {problem}")
 
 
 def changed_parameters(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> dict:

@@ -53,10 +53,13 @@ def nf4_roundtrip(weight: torch.Tensor, block_size: int = 64) -> torch.Tensor:
     return (NF4_LEVELS[codes] * absmax).reshape(weight.shape)
 
 
-def four_bit_bytes(n_weights: int, block_size: int = 64) -> int:
+def four_bit_bytes(n_weights: int, block_size: int = 64, double_quant: bool = True) -> int:
     """Bytes of one nf4 layer with double quantization: 4-bit codes, an 8-bit scale per
-    block, an fp32 scale per 256 block scales, and the 256-entry fp32 code book."""
+    block, an fp32 scale per 256 block scales, and the 256-entry fp32 code book. Without
+    double quantization each block keeps an fp32 scale instead."""
     n_blocks = n_weights // block_size
+    if not double_quant:
+        return n_weights // 2 + n_blocks * 4 + 256 * 4
     return n_weights // 2 + n_blocks + -(-n_blocks // 256) * 4 + 256 * 4
 
 

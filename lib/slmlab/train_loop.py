@@ -85,12 +85,17 @@ def should_stop(val_losses: Sequence[float], patience: int) -> bool:
 def train_with_validation(model, tokenizer, train_rows: Sequence[dict],
                           val_rows: Sequence[dict], steps: int, eval_every: int,
                           lr: float = 3e-3, batch_size: int = 16, seed: int = 0,
-                          patience: int | None = None) -> list[dict]:
+                          patience: int | None = None, stop: bool = True) -> list[dict]:
     """Train on the tone token; every `eval_every` steps record train and validation loss.
 
     With `patience`, stop when `should_stop` says so and restore the best weights seen.
+    With `patience` and `stop=False`, train every step anyway and append where early
+    stopping would have stopped: {"step", "would_stop": True, "best_step", "best_state"
+    (the trained weights then)}. The run is the same up to that step, so one run gives
+    both the early-stopped model and the one trained to the end.
     """
     history, best = [], {"loss": math.inf, "state": None}
+    stopped: dict = {}
 
     def evaluate(step: int) -> bool:
         if step % eval_every:
@@ -104,11 +109,19 @@ def train_with_validation(model, tokenizer, train_rows: Sequence[dict],
             best.update(loss=point["val_loss"], step=step, state={  # the trained weights only
                 name: p.detach().clone() for name, p in model.named_parameters()
                 if p.requires_grad})
-        return patience is not None and should_stop([h["val_loss"] for h in history], patience)
+        if stopped or patience is None or not should_stop([h["val_loss"] for h in history],
+                                                          patience):
+            return False
+        stopped.update(step=step, would_stop=True, best_step=best["step"],
+                       best_state=best["state"])
+        return stop
 
     train_on_tone(model, tokenizer, train_rows, steps, lr=lr, batch_size=batch_size, seed=seed,
                   progress=False, evaluate=evaluate)
-    if patience is not None and best["state"] is not None:
+    if patience is not None and not stop:
+        if stopped:
+            history.append(stopped)
+    elif patience is not None and best["state"] is not None:
         model.load_state_dict(best["state"], strict=False)
         history.append({"step": best["step"], "restored_best": True})
     return history
