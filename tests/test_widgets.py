@@ -77,6 +77,18 @@ def test_streamed_onnx_answer_and_tone_match_pytorch(teacher, tmp_path):
     for phrase in ("I got the job!", "The storm frightened me."):
         assert playground.tone_of(og_model, tokenizer, phrase) == playground.tone_of(
             model, tokenizer, phrase)
+    # a pasted text longer than the context: ORT-GenAI refused it ("max_length cannot be
+    # greater than model context_length"); cut to fit, both engines answer, and alike
+    pasted = "We walked along the river and talked about the week. " * 60
+    text, cut = playground.fit_to_context(tokenizer, pasted, 16)
+    assert cut and pasted.startswith(text)
+    prompt = playground.chat_prompt(tokenizer, text)
+    assert len(tokenizer(prompt)["input_ids"]) + 16 <= tokenizer.model_max_length
+    assert "".join(playground.og_pieces(og_model, prompt, 16)).startswith(
+        "".join(playground.torch_pieces(model, tokenizer, prompt, 16)))
+    assert playground.tone_of(og_model, tokenizer, text) == playground.tone_of(
+        model, tokenizer, text)
+    assert playground.fit_to_context(tokenizer, "I got the job!", 16) == ("I got the job!", False)
 
 
 def test_the_playground_button_streams_an_answer_and_its_figures(teacher):
@@ -87,6 +99,10 @@ def test_the_playground_button_streams_an_answer_and_its_figures(teacher):
     answer, figures = page.children[2].value, page.children[3].value
     assert 'class="playground-answer"' in answer and "tokens/s (PyTorch fp32)" in figures
     assert "tone of your text" in figures and not button.disabled
+    page.children[0].value = "It rained all day and I stayed in. " * 80   # past the context
+    button.click()
+    figures = page.children[3].value
+    assert "tokens/s (PyTorch fp32)" in figures and "cut to fit the model's context" in figures
 
 
 def test_temperature_view_softens_and_its_loss_is_the_labs_formula(teacher, student):

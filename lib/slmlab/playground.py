@@ -20,6 +20,21 @@ def chat_prompt(tokenizer, text: str) -> str:
                                          add_generation_prompt=True)
 
 
+def fit_to_context(tokenizer, text: str, max_new_tokens: int) -> tuple[str, bool]:
+    """`text` cut at a token boundary, if need be, so that its prompt (chat or text
+    template) and `max_new_tokens` fit the model's context (`tokenizer.model_max_length`:
+    512 for the zoo, 4096 for Phi-3-mini-4k); and whether it was cut. Past the context,
+    ORT-GenAI refuses to generate and PyTorch reads positions it never trained on."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # the longer of the two templates, plus a few tokens for merges at the text's edges
+    overhead = max(len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+                   for prompt in (chat_prompt(tokenizer, ""), build_prompts(tokenizer, [""])[0]))
+    room = tokenizer.model_max_length - max_new_tokens - overhead - 4
+    if len(ids) <= room:
+        return text, False
+    return tokenizer.decode(ids[:max(room, 0)]), True
+
+
 @torch.no_grad()
 def torch_pieces(model, tokenizer, prompt: str, max_new_tokens: int) -> Iterator[str]:
     """Greedy decoding with the KV cache, one token at a time: each new piece of text."""
@@ -80,6 +95,7 @@ def adapter_answers(og_model, adapters, tokenizer, phrase: str, names: list[str]
                     max_new_tokens: int = 4) -> dict[str, dict]:
     """{adapter name or "no adapter": its answer to `phrase` (text template), the time
     activating the adapter took and the whole answer's time}: one ONNX base, switched."""
+    phrase, _ = fit_to_context(tokenizer, phrase, max_new_tokens)
     ids = tokenizer(build_prompts(tokenizer, [phrase])[0], add_special_tokens=False)["input_ids"]
     answers = {}
     for name in [*names, None]:

@@ -68,7 +68,8 @@ def chat_playground(engines: dict, tokenizer, max_new_tokens: int = 48,
     def generate(_button) -> None:
         button.disabled, answer.value, figures.value = True, "", "generating..."
         engine = engines[choice.value]
-        prompt = playground.chat_prompt(tokenizer, box.value)
+        text, cut = playground.fit_to_context(tokenizer, box.value, max_new_tokens)
+        prompt = playground.chat_prompt(tokenizer, text)
         pieces = (playground.torch_pieces(engine, tokenizer, prompt, max_new_tokens)
                   if isinstance(engine, torch.nn.Module)
                   else playground.og_pieces(engine, prompt, max_new_tokens))
@@ -79,9 +80,11 @@ def chat_playground(engines: dict, tokenizer, max_new_tokens: int = 48,
                 answer.value = f'<pre class="playground-answer">{escape(text)}</pre>'
                 speed = (f'{so_far["tokens"]} tokens, {so_far["tokens_per_s"]:.0f} tokens/s '
                          f"({escape(choice.value)})")
-            tone = playground.tone_of(engine, tokenizer, box.value)
+            tone = playground.tone_of(engine, tokenizer, text)
+            note = (f" (your text was cut to fit the model's context of "
+                    f"{tokenizer.model_max_length} tokens)" if cut else "")
             figures.value = (f'<p class="playground-figures">{speed}; tone of your text: '
-                             f"<b>{escape(tone)}</b></p>")
+                             f"<b>{escape(tone)}</b>{note}</p>")
         except Exception as error:  # shown on the page: a callback's traceback is not
             figures.value = f"<p>failed: {escape(f'{type(error).__name__}: {error}')}</p>"
         finally:
