@@ -117,3 +117,30 @@ def test_targets_are_reported_met_or_missed_and_fail_only_when_enforced(capsys):
     assert check_targets(targets[:1], enforce=True) == targets[:1]
     with pytest.raises(ValueError, match="relation must be one of"):
         goal("accuracy", 0.9, "==", 0.9)
+
+
+def test_a_kernel_started_outside_the_notebooks_folder_still_writes_under_runs(
+        tmp_path, monkeypatch, capsys):
+    # `papermill labs/00_setup_tour.ipynb out.ipynb` from the repository root starts the
+    # kernel there: the default "../runs/00_setup_tour" would leave the course folder
+    from slmlab import parameters
+
+    monkeypatch.setitem(exercises.RECORD, "path", None)  # restored after the test
+    monkeypatch.setattr(parameters, "RUNS_DIR", tmp_path / "course" / "runs")
+    (tmp_path / "course" / "labs").mkdir(parents=True)
+    lab = "00_setup_tour"
+    default = lab_defaults(lab)["output_dir"]
+    monkeypatch.chdir(tmp_path / "course")   # the repository root
+    values = lab_defaults(lab)
+    assert check_parameters(lab, values) is True, "the default output_dir is no change"
+    assert values["output_dir"] == str(tmp_path / "course" / "runs" / lab)
+    assert (tmp_path / "course" / "runs" / lab).is_dir() and not (tmp_path / "runs").exists()
+    assert "this run goes to" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path / "course" / "labs")   # the notebook's folder: as it is
+    values = lab_defaults(lab)
+    check_parameters(lab, values)
+    assert values["output_dir"] == default
+    # an output_dir the learner chose is theirs, wherever it points
+    values = lab_defaults(lab) | {"output_dir": str(tmp_path / "mine")}
+    check_parameters(lab, values)
+    assert values["output_dir"] == str(tmp_path / "mine")

@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from slmlab import REPO_ROOT, saving
+from slmlab import REPO_ROOT, RUNS_DIR, saving
 
 # Parameters that say where or how strictly to run, not what to run.
 NOT_COMPARED = ("output_dir", "check_headlines")
@@ -127,17 +127,33 @@ def changed_parameters(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "lab
             if name not in NOT_COMPARED and name in values and values[name] != default}
 
 
+def default_output_dir(lab: str, output_dir: str) -> str:
+    """The lab's default output_dir ("../runs/NN", relative to the notebook's folder) where
+    this kernel can use it: as it is when it lands under runs/, else runs/NN. A kernel
+    started elsewhere (papermill run from the repository root, a hosted notebook) would
+    otherwise write the run outside the course, where no report or `make progress` looks."""
+    if RUNS_DIR.resolve() in Path(output_dir).resolve().parents:
+        return output_dir
+    anchored = str(RUNS_DIR / Path(output_dir).name)
+    print(f"output_dir: the default {output_dir!r} is relative to the notebook's folder and "
+          f"this kernel started in {Path.cwd()}: this run goes to {anchored}")
+    return anchored
+
+
 def check_parameters(lab: str, values: dict) -> bool:
     """Validate this run's parameters, then say whether the lab asserts its headline targets.
 
     `values` is the notebook's `globals()`: the parameters as papermill set them. The one
     call at the top of every lab; it also gives the run a clean `output_dir`
-    (`saving.start_run`).
+    (`saving.start_run`), and points the default one at runs/ when the kernel started
+    outside the notebook's folder (`default_output_dir`: it sets `output_dir` in `values`).
     """
     from slmlab import environment, exercises  # here, not at the top: they import torch
 
     environment.warn_if_off_pin()
     validate(lab, values)
+    if values.get("output_dir") == lab_defaults(lab).get("output_dir"):
+        values["output_dir"] = default_output_dir(lab, values["output_dir"])
     if "output_dir" in values:
         saving.start_run(lab, values["output_dir"])
         exercises.record_to(values["output_dir"])  # what `make progress` reads
