@@ -63,6 +63,9 @@ def defaults_for(lab):
     ("08_peft_methods_compared", {"lora_ranks": []}, "lora_ranks = [] must be a list of whole "
                                                      "numbers >= 1, not empty"),
     ("01_distillation", {"alpha": 1.5}, "parameter alpha = 1.5 must be a number from 0 to 1"),
+    ("03_peft_lora_sft", {"seed": 2**32}, "seed = 4294967296 must be a whole number from 0 to "
+                                          "4294967295"),
+    ("07_tuning_and_evaluation", {"search_seed": -1}, "search_seed = -1 must be a whole number"),
     ("04_qlora", {"show_cpu_pitfall": "yes"}, "show_cpu_pitfall = 'yes' must be True or False"),
     ("03_peft_lora_sft", {"model_id": "phi-3-tiny"},
      "model_id = 'phi-3-tiny' is not a zoo model (tiny-phi3-teacher, tiny-phi3-student)"),

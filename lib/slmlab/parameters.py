@@ -60,7 +60,10 @@ def _rule(name: str, default, comment: str) -> tuple[str, object]:
     if isinstance(default, bool):
         return "True or False", lambda v: isinstance(v, bool)
     if isinstance(default, int):
-        low = 0 if "seed" in name or "0: skip" in comment else 1
+        if "seed" in name:  # numpy's generator, which transformers.set_seed seeds, takes 32 bits
+            return (f"a whole number from 0 to {2**32 - 1}",
+                    lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32)
+        low = 0 if "0: skip" in comment else 1
         return (f"a whole number >= {low}",
                 lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
     if isinstance(default, float):
