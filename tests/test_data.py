@@ -93,6 +93,16 @@ def test_a_file_that_is_not_utf8_names_the_line(tmp_path):
         load_tone("train", data_dir=tmp_path)
 
 
+def test_a_file_saved_by_a_windows_editor_loads(tmp_path):
+    # UTF-8 with a byte-order mark and CRLF line ends, as Notepad or Excel save "UTF-8"
+    rows = [{"phrase": "Café au lait again, what a morning!", "tone": "joy"},
+            {"phrase": "The train left without me.", "tone": "sadness"}]
+    text = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n"
+    (tmp_path / "train.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert validate_jsonl(tmp_path / "train.jsonl") == 2
+    assert list(load_tone("train", data_dir=tmp_path)) == rows
+
+
 @pytest.mark.parametrize("name", ["train.jsonl", "train.csv"])
 def test_a_csv_file_is_named_as_such(tmp_path, name):
     path = tmp_path / name

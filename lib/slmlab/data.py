@@ -23,7 +23,9 @@ class DataError(ValueError):
 def _text_lines(path: Path) -> list[str]:
     data = path.read_bytes()
     try:
-        return data.decode("utf-8").splitlines()
+        # utf-8-sig: Windows editors start a "UTF-8" file with a byte-order mark, which
+        # datasets reads past; plain utf-8 kept it, and line 1 looked like CSV
+        return data.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save "
