@@ -79,6 +79,8 @@ def last_token_logits(model, tokenizer, prompts: Sequence[str],
     tokenizer pads on the left (zoo.load_tokenizer sets it), so position -1 is each
     prompt's last token."""
     model.eval()
+    if not prompts:  # e.g. every synthetic phrase filtered out: no rows, not an error
+        return torch.empty(0, model.config.vocab_size)
     chunks = []
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt",
