@@ -91,18 +91,28 @@ def test_streamed_onnx_answer_and_tone_match_pytorch(teacher, tmp_path):
     assert playground.fit_to_context(tokenizer, "I got the job!", 16) == ("I got the job!", False)
 
 
-def test_the_playground_button_streams_an_answer_and_its_figures(teacher):
+def test_the_playground_button_streams_an_answer_and_its_figures(teacher, monkeypatch):
     model, tokenizer = teacher
+    tone_of, asked = playground.tone_of, []   # which text the page asks the tone of
+
+    def recording_tone_of(engine, tokenizer, phrase):
+        asked.append(phrase)
+        return tone_of(engine, tokenizer, phrase)
+
+    monkeypatch.setattr(playground, "tone_of", recording_tone_of)
     page = widgets.chat_playground({"PyTorch fp32": model}, tokenizer, max_new_tokens=8)
     button = page.children[1].children[1]
     button.click()  # the same callback a click in the browser runs
     answer, figures = page.children[2].value, page.children[3].value
     assert 'class="playground-answer"' in answer and "tokens/s (PyTorch fp32)" in figures
     assert "tone of your text" in figures and not button.disabled
+    assert asked == [page.children[0].value], "the tone of the typed text, not of the answer"
+    assert f"tone of your text: <b>{tone_of(model, tokenizer, asked[0])}</b>" in figures
     page.children[0].value = "It rained all day and I stayed in. " * 80   # past the context
     button.click()
     figures = page.children[3].value
     assert "tokens/s (PyTorch fp32)" in figures and "cut to fit the model's context" in figures
+    assert asked[1] == playground.fit_to_context(tokenizer, page.children[0].value, 8)[0]
 
 
 def test_temperature_view_softens_and_its_loss_is_the_labs_formula(teacher, student):

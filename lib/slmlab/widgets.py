@@ -68,8 +68,8 @@ def chat_playground(engines: dict, tokenizer, max_new_tokens: int = 48,
     def generate(_button) -> None:
         button.disabled, answer.value, figures.value = True, "", "generating..."
         engine = engines[choice.value]
-        text, cut = playground.fit_to_context(tokenizer, box.value, max_new_tokens)
-        prompt = playground.chat_prompt(tokenizer, text)
+        typed, cut = playground.fit_to_context(tokenizer, box.value, max_new_tokens)
+        prompt = playground.chat_prompt(tokenizer, typed)
         pieces = (playground.torch_pieces(engine, tokenizer, prompt, max_new_tokens)
                   if isinstance(engine, torch.nn.Module)
                   else playground.og_pieces(engine, prompt, max_new_tokens))
@@ -80,7 +80,7 @@ def chat_playground(engines: dict, tokenizer, max_new_tokens: int = 48,
                 answer.value = f'<pre class="playground-answer">{escape(text)}</pre>'
                 speed = (f'{so_far["tokens"]} tokens, {so_far["tokens_per_s"]:.0f} tokens/s '
                          f"({escape(choice.value)})")
-            tone = playground.tone_of(engine, tokenizer, text)
+            tone = playground.tone_of(engine, tokenizer, typed)   # of the text, not the answer
             note = (f" (your text was cut to fit the model's context of "
                     f"{tokenizer.model_max_length} tokens)" if cut else "")
             figures.value = (f'<p class="playground-figures">{speed}; tone of your text: '
