@@ -31,6 +31,7 @@ def test_a_model_whose_heads_ort_cannot_run_is_refused_before_any_build(tmp_path
     from slmlab import export, zoo
 
     assert export.export_problem(zoo.resolve("tiny-phi3-teacher")) is None
+    assert export.export_problem(tmp_path) is None, "no config.json: for the builder to report"
     with pytest.raises(export.NotExportable) as raised:
         export.build_onnx(zoo.resolve("tiny-phi3-student"), tmp_path / "onnx", "fp32")
     message = str(raised.value)

@@ -58,8 +58,12 @@ class NotExportable(ValueError):
 
 
 def export_problem(model_dir: str | Path) -> str | None:
-    """Why ORT-GenAI on CPU cannot run the model in `model_dir`, or None if it can."""
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    """Why ORT-GenAI on CPU cannot run the model in `model_dir`, or None if it can (or if
+    the folder has no config.json: the builder or the lab's own load says what is wrong)."""
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        return None
+    config = json.loads(config_path.read_text())
     heads = config["num_attention_heads"]
     head_size = config.get("head_dim") or config["hidden_size"] // heads
     if head_size % GQA_HEAD_MULTIPLE:
