@@ -19,8 +19,9 @@ from slmlab.metrics import count_parameters, peak_rss_mb, saved_size_mb, tone_ac
 from slmlab.train_loop import train_on_tone
 
 # Learning rates that suit each method at this size (full fine-tuning updates every weight,
-# soft prompts and IA3 scales move little per step).
-LEARNING_RATES = {"full": 1e-3, "lora": 3e-3, "qlora": 3e-3, "ia3": 1e-2,
+# soft prompts and IA3 scales move little per step). Full fine-tuning at 1e-3 spread 83-98 %
+# over seeds 0-4 on an AVX512 CPU (its loss jumped about), at 5e-4 94.5-99 %.
+LEARNING_RATES = {"full": 5e-4, "lora": 3e-3, "qlora": 3e-3, "ia3": 1e-2,
                   "prompt_tuning": 3e-2, "prefix_tuning": 1e-2}
 
 
