@@ -1,5 +1,8 @@
 """Lab 06's Olive helpers: the completion-only data step, the passes, the environment."""
 
+import subprocess
+import sys
+
 import pytest
 
 from slmlab import olive_pipeline, zoo
@@ -33,6 +36,35 @@ def test_olive_env_needs_the_builder_copy(tmp_path):
     (tmp_path / "onnxruntime_genai").mkdir()
     env = olive_pipeline.olive_env(tmp_path)
     assert env["OLIVE_DISABLE_TELEMETRY"] == "1" and env["PYTHONPATH"].startswith(str(tmp_path))
+
+
+def test_olive_sends_no_telemetry_with_its_environment():
+    # Olive's own opt-out comes after its heartbeat: outside CI (a learner's machine) the
+    # heartbeat reached the exporter, which kept each command waiting at exit. One process
+    # (Olive's imports take seconds) builds Olive's telemetry without OTEL_SDK_DISABLED, then
+    # with it: the first shows the heartbeat is still sent, the second that the fix stops it.
+    probe = (
+        "import os\n"
+        "from olive.telemetry.library import exporter\n"
+        "from olive.telemetry.telemetry import Telemetry\n"
+        "sent = []\n"
+        "exporter.OneCollectorLogExporter.export = lambda self, batch: sent.extend(batch)\n"
+        "for disabled in (None, os.environ.pop('OTEL_SDK_DISABLED')):\n"
+        "    if disabled:\n"
+        "        os.environ['OTEL_SDK_DISABLED'] = disabled\n"
+        "    sent.clear()\n"
+        "    Telemetry._instance = None  # a singleton: build it anew\n"
+        "    Telemetry().shutdown()\n"
+        "    print(f'OTEL_SDK_DISABLED={disabled}: {len(sent)} records exported')\n")
+    ci_variables = {"CI", "TF_BUILD", "GITHUB_ACTIONS", "JENKINS_URL", "CODEBUILD_BUILD_ID",
+                    "BUILDKITE", "SYSTEM_TEAMFOUNDATIONCOLLECTIONURI"}
+    env = {k: v for k, v in olive_pipeline.olive_env().items() if k not in ci_variables}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, timeout=300)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2, out.stderr[-2000:]
+    assert not lines[0].endswith(": 0 records exported"), "the heartbeat no longer needs the fix"
+    assert lines[1] == "OTEL_SDK_DISABLED=true: 0 records exported", lines
 
 
 def test_the_installed_builder_copy_is_the_one_olive_expects():

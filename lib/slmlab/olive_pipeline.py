@@ -29,7 +29,11 @@ def olive_env(builder_dir: Path = BUILDER_DIR) -> dict:
     if not (builder_dir / "onnxruntime_genai").is_dir():
         raise FileNotFoundError(f"Olive's model builder copy is missing ({builder_dir}): "
                                 "run `make setup`")
-    env = dict(os.environ, OLIVE_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1")
+    # Olive 0.13 queues a telemetry heartbeat *before* it reads OLIVE_DISABLE_TELEMETRY
+    # (unless a CI variable is set), and at exit retries sending it: offline, every command
+    # then sat idle ~6-8 s. OTEL_SDK_DISABLED turns its OpenTelemetry logger into a no-op.
+    env = dict(os.environ, OLIVE_DISABLE_TELEMETRY="1", OTEL_SDK_DISABLED="true",
+               HF_HUB_OFFLINE="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(builder_dir), env.get("PYTHONPATH"))
                                         if p)
     return env
