@@ -67,20 +67,23 @@ def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
 
 
 class TreeMemory:
-    """Peak RSS (MB) summed over this process's descendants (and itself, with
-    `include_self`), sampled in a thread. Pages that forked processes share count once per
-    process: an upper bound."""
+    """Peak RSS (MB) summed over the descendants this process starts while measuring (and
+    itself, with `include_self`), sampled in a thread. Children that were already running
+    are not the measured work's (a test runner's server, a pool's forkserver) and are left
+    out. Pages that forked processes share count once per process: an upper bound."""
 
     def __init__(self, every_s: float = 0.2, include_self: bool = True):
         self.every_s, self.include_self, self.peak_mb = every_s, include_self, 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._earlier: set[int] = set()
 
     def _sample(self) -> None:
         me = psutil.Process()
         while not self._done.is_set():
             total = 0
-            for process in [me] * self.include_self + me.children(recursive=True):
+            started = [p for p in me.children(recursive=True) if p.pid not in self._earlier]
+            for process in [me] * self.include_self + started:
                 try:
                     total += process.memory_info().rss
                 except psutil.Error:  # a child that just ended
@@ -89,6 +92,7 @@ class TreeMemory:
             time.sleep(self.every_s)
 
     def __enter__(self):
+        self._earlier = {p.pid for p in psutil.Process().children(recursive=True)}
         self._thread.start()
         return self
 
