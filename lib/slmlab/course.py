@@ -67,10 +67,11 @@ def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
 
 
 class TreeMemory:
-    """Peak RSS (MB) summed over the descendants this process starts while measuring (and
-    itself, with `include_self`), sampled in a thread. Children that were already running
-    are not the measured work's (a test runner's server, a pool's forkserver) and are left
-    out. Pages that forked processes share count once per process: an upper bound."""
+    """Peak RSS (MB) summed over the children this process starts while measuring and their
+    descendants (and itself, with `include_self`), sampled in a thread. Children that were
+    already running are not the measured work's (a test runner's server, a pool's
+    forkserver), nor is anything they fork meanwhile: both are left out. Pages that forked
+    processes share count once per process: an upper bound."""
 
     def __init__(self, every_s: float = 0.2, include_self: bool = True):
         self.every_s, self.include_self, self.peak_mb = every_s, include_self, 0.0
@@ -82,7 +83,13 @@ class TreeMemory:
         me = psutil.Process()
         while not self._done.is_set():
             total = 0
-            started = [p for p in me.children(recursive=True) if p.pid not in self._earlier]
+            started = []
+            for child in me.children():
+                if child.pid not in self._earlier:
+                    try:
+                        started += [child, *child.children(recursive=True)]
+                    except psutil.Error:  # it just ended
+                        pass
             for process in [me] * self.include_self + started:
                 try:
                     total += process.memory_info().rss
@@ -92,7 +99,7 @@ class TreeMemory:
             time.sleep(self.every_s)
 
     def __enter__(self):
-        self._earlier = {p.pid for p in psutil.Process().children(recursive=True)}
+        self._earlier = {p.pid for p in psutil.Process().children()}
         self._thread.start()
         return self
 
