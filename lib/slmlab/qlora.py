@@ -92,8 +92,9 @@ def keep_training_layout(model: nn.Module) -> int:
     them back. Every later matmul then goes through `gemv_4bit`, which has no autograd
     formula: gradients stop flowing back through the frozen 4-bit layers, silently
     (PyTorch only warns "an autograd kernel was not registered"). LoRA still trains, but
-    badly: lab 04 measured 45 % instead of 92 % held-out accuracy. Call this right after
-    loading a 4-bit model that will be trained.
+    on other gradients (lab 04 shows them) and badly: 64.0 ± 14.5 % held-out accuracy
+    instead of 92.0 ± 3.1 % over five seeds. Call this right after loading a 4-bit model
+    that will be trained.
     """
     import bitsandbytes as bnb
 
