@@ -2,11 +2,17 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import nbformat
 import papermill
 
-from slmlab.course import longest_first, run_labs
+from slmlab.course import TreeMemory, longest_first, run_labs
+
+# a process that holds 300 MB resident for 1.5 s
+HOLD_300_MB = ("import time\nblock = bytearray(300_000_000)\n"
+               "block[::4096] = b'x' * len(block[::4096])\ntime.sleep(1.5)\n")
 
 
 def tiny_lab(path, body: str):
@@ -45,9 +51,7 @@ def test_each_labs_peak_memory_is_measured_and_reported(tmp_path):
 
     labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
     labs_dir.mkdir()
-    holds_300_mb = ("import time\nblock = bytearray(300_000_000)\nblock[::4096] = b'x' * "
-                    "len(block[::4096])\ntime.sleep(1)\nopen(output_dir + '/metrics.json', "
-                    "'w').write('{}')")
+    holds_300_mb = HOLD_300_MB + "open(output_dir + '/metrics.json', 'w').write('{}')"
     small, large = (tiny_lab(labs_dir / name, code) for name, code in (
         ("01_small.ipynb", "open(output_dir + '/metrics.json', 'w').write('{}')"),
         ("02_large.ipynb", holds_300_mb)))
@@ -55,6 +59,23 @@ def test_each_labs_peak_memory_is_measured_and_reported(tmp_path):
     assert peak_memory_mb(runs_dir, "02_large") >= peak_memory_mb(runs_dir, "01_small") + 280
     page = write_report(runs_dir, labs_dir=labs_dir).read_text()
     assert f"peak memory: {peak_memory_mb(runs_dir, '02_large'):.0f} MB" in page
+
+
+def test_tree_memory_counts_what_starts_while_measuring_not_what_older_processes_fork():
+    # a child that was already running forks a 300-MB process meanwhile: not the work's
+    forks = (f"import os, sys\nsys.stdin.readline()\nif os.fork() == 0:\n"
+             f"    exec({HOLD_300_MB!r})\n    os._exit(0)\nos.wait()\n")
+    older = subprocess.Popen([sys.executable, "-c", forks], stdin=subprocess.PIPE)
+    try:
+        with TreeMemory(include_self=False, every_s=0.05) as memory:
+            older.communicate(b"go\n", timeout=60)
+    finally:
+        older.kill()
+    assert memory.peak_mb < 100, memory.peak_mb
+    # the same process started while measuring is counted
+    with TreeMemory(include_self=False, every_s=0.05) as memory:
+        subprocess.run([sys.executable, "-c", HOLD_300_MB], check=True, timeout=60)
+    assert memory.peak_mb >= 280, memory.peak_mb
 
 
 def test_one_at_a_time_stops_on_errors_it_does_not_tolerate(tmp_path):
