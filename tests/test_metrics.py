@@ -3,6 +3,7 @@ import time
 import pytest
 
 from slmlab.metrics import (
+    TokenClock,
     accuracy,
     generation_speed,
     macro_f1,
@@ -55,8 +56,22 @@ def test_latency_memory_and_speed(student):
     assert 1 <= median_latency_ms(lambda: time.sleep(0.002), repeats=5, warmup=1) < 50
     params = sum(p.numel() for p in model.parameters())
     assert weight_memory_mb(model) >= params * 4 / 1e6
-    result = generation_speed(model, tokenizer, "<|user|>\nhi<|end|>\n<|assistant|>\n", 5)
-    assert result["tokens_per_second"] > 0 and result["text"]
+    prompt = "<|user|>\nhi<|end|>\n<|assistant|>\n"
+    result = generation_speed(model, tokenizer, prompt, 5)
+    assert result["tokens_per_second"] > 0 and result["decode_tokens_per_second"] > 0
+    assert result["text"]
+    # one token is all prompt processing: there is no decode rate to report
+    assert generation_speed(model, tokenizer, prompt, 1)["decode_tokens_per_second"] is None
+
+
+def test_token_clock_times_each_new_token_and_not_the_prompt(student):
+    model, tokenizer = student
+    clock = TokenClock()
+    inputs = tokenizer("<|user|>\nhi<|end|>\n<|assistant|>\n", return_tensors="pt",
+                       add_special_tokens=False)
+    model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                   pad_token_id=tokenizer.pad_token_id, streamer=clock)
+    assert len(clock.times) == 6 and clock.times == sorted(clock.times)
 
 
 def test_tokens_per_word_counts_the_tokenizers_pieces_per_whitespace_word():

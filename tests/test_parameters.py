@@ -74,6 +74,9 @@ def defaults_for(lab):
        "exported for ORT-GenAI on CPU: its attention head size is 24 (hidden_size 96 / 4 heads)")
       for lab in ("05_merge_int4_export", "06_olive_pipeline")],
     ("03_peft_lora_sft", {"max_steps": 30}, "interrupt_at = 60 must be below max_steps = 30"),
+    # one token is all prompt processing: a decode speed needs at least two
+    *[(lab, {"new_tokens": 1}, "parameter new_tokens = 1 must be a whole number >= 2")
+      for lab in ("05_merge_int4_export", "06_olive_pipeline")],
     ("02_loralib_layer_swaps", {"output_dir": str(REPO_ROOT / "labs" / "mine")},
      "output_dir = "),
 ])
@@ -88,6 +91,7 @@ def test_a_bad_parameter_stops_the_lab_with_one_line(lab, change, message):
     ("03_peft_lora_sft", {"chat_steps": 0}), ("03_peft_lora_sft", {"compare_ranks": []}),
     ("03_peft_lora_sft", {"learning_rate": 1}), ("01_distillation", {"alpha": 0.0}),
     ("07_tuning_and_evaluation", {"seed": 0, "search_seed": 3}),
+    ("05_merge_int4_export", {"new_tokens": 2}),
     ("00_setup_tour", {"model_id": "microsoft/Phi-3-mini-4k-instruct"}),  # zoo.load says more
 ])
 def test_values_a_learner_may_choose_pass(lab, change, tmp_path, monkeypatch):

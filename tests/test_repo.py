@@ -66,3 +66,16 @@ def test_code_is_ruff_clean():
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "conftest.py", "lib", "tests",
                           "solutions", "labs"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_labs_import_slmlab_before_the_libraries_that_import_bitsandbytes():
+    # bitsandbytes logs "pip install kernels" while it is imported (AVX512-BF16 CPUs only);
+    # slmlab mutes that logger, which works only if slmlab is imported first
+    pulls_in = re.compile(r"(from|import) (peft|trl|bitsandbytes)\b")
+    for lab in sorted([*REPO_ROOT.glob("solutions/0*.ipynb"), *REPO_ROOT.glob("labs/0*.ipynb")]):
+        cells = [c for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code"]
+        imports = [line for cell in cells for line in "".join(cell["source"]).splitlines()
+                   if line.startswith(("import ", "from "))]
+        first = next((i for i, line in enumerate(imports) if pulls_in.match(line)), None)
+        if first is not None:
+            assert any(line.startswith("import slmlab ") for line in imports[:first]), lab

@@ -34,6 +34,7 @@ RUNS_DIR = REPO_ROOT / "runs"
 
 # bitsandbytes logs a warning on CPUs with AVX512-BF16 when the optional `kernels`
 # package (which downloads kernels from the hub) is absent; its built-in fallback works.
+# It logs while it is imported (peft and trl import it), so labs import slmlab first.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 # PEFT 0.21 and TRL 1.16 still use transformers' old `gradient_checkpointing` names, which
 # transformers 5.23 deprecates for `activation_checkpointing`: not ours to fix.

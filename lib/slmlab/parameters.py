@@ -63,7 +63,9 @@ def _rule(name: str, default, comment: str) -> tuple[str, object]:
         if "seed" in name:  # numpy's generator, which transformers.set_seed seeds, takes 32 bits
             return (f"a whole number from 0 to {2**32 - 1}",
                     lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32)
-        low = 0 if "0: skip" in comment else 1
+        # the comment may raise the floor: "0: skip" allows 0, "at least N" asks for N
+        at_least = re.search(r"at least (\d+)", comment)
+        low = int(at_least.group(1)) if at_least else 0 if "0: skip" in comment else 1
         return (f"a whole number >= {low}",
                 lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
     if isinstance(default, float):
