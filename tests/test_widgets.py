@@ -104,14 +104,16 @@ def test_the_playground_button_streams_an_answer_and_its_figures(teacher, monkey
     button = page.children[1].children[1]
     button.click()  # the same callback a click in the browser runs
     answer, figures = page.children[2].value, page.children[3].value
-    assert 'class="playground-answer"' in answer and "tokens/s (PyTorch fp32)" in figures
+    assert 'class="playground-answer"' in answer
+    assert "tokens/s after the first (PyTorch fp32)" in figures
     assert "tone of your text" in figures and not button.disabled
     assert asked == [page.children[0].value], "the tone of the typed text, not of the answer"
     assert f"tone of your text: <b>{tone_of(model, tokenizer, asked[0])}</b>" in figures
     page.children[0].value = "It rained all day and I stayed in. " * 80   # past the context
     button.click()
     figures = page.children[3].value
-    assert "tokens/s (PyTorch fp32)" in figures and "cut to fit the model's context" in figures
+    assert "tokens/s after the first (PyTorch fp32)" in figures
+    assert "cut to fit the model's context" in figures
     assert asked[1] == playground.fit_to_context(tokenizer, page.children[0].value, 8)[0]
 
 
@@ -199,3 +201,12 @@ def test_one_onnx_base_answers_with_each_adapter_and_with_none(teacher, tmp_path
     box, shown = page.children[0].children[0], page.children[-1]
     box.value = "The letter made me cry."
     assert 'class="adapter-answers"' in shown.value and "no adapter" in shown.value
+
+
+def test_the_playground_times_decode_speed_after_the_first_token(monkeypatch):
+    readings = iter([0.0, 1.0, 1.5, 2.0])   # the start, then one reading per piece
+    monkeypatch.setattr(playground.time, "perf_counter", lambda: next(readings))
+    figures = [so_far for _, so_far in playground.timed(iter(["a", "b", "c"]))]
+    assert [f["tokens"] for f in figures] == [1, 2, 3] and figures[-1]["seconds"] == 2.0
+    # the first token processes the prompt: two more tokens in the second after it
+    assert figures[0]["tokens_per_s"] == 0.0 and figures[-1]["tokens_per_s"] == 2.0

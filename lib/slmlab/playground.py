@@ -71,13 +71,16 @@ def og_pieces(og_model, prompt: str, max_new_tokens: int) -> Iterator[str]:
 
 
 def timed(pieces: Iterator[str]) -> Iterator[tuple[str, dict]]:
-    """Pass the pieces on, each with the figures so far: tokens, seconds, tokens/s."""
-    start, count = time.perf_counter(), 0
+    """Pass the pieces on, each with the figures so far: tokens, seconds, and decode
+    tokens/s — timed after the first token, which processes the prompt (as lab 05 times
+    PyTorch and ORT-GenAI); 0.0 until a second token has come out."""
+    start, first, count = time.perf_counter(), None, 0
     for piece in pieces:
         count += 1
-        seconds = time.perf_counter() - start
-        yield piece, {"tokens": count, "seconds": seconds,
-                      "tokens_per_s": count / seconds if seconds else 0.0}
+        now = time.perf_counter()
+        first = first or now
+        yield piece, {"tokens": count, "seconds": now - start,
+                      "tokens_per_s": (count - 1) / (now - first) if now > first else 0.0}
 
 
 def tone_of(engine, tokenizer, phrase: str) -> str:

@@ -79,7 +79,7 @@ def chat_playground(engines: dict, tokenizer, max_new_tokens: int = 48,
                 text += piece
                 answer.value = f'<pre class="playground-answer">{escape(text)}</pre>'
                 speed = (f'{so_far["tokens"]} tokens, {so_far["tokens_per_s"]:.0f} tokens/s '
-                         f"({escape(choice.value)})")
+                         f"after the first ({escape(choice.value)})")
             tone = playground.tone_of(engine, tokenizer, typed)   # of the text, not the answer
             note = (f" (your text was cut to fit the model's context of "
                     f"{tokenizer.model_max_length} tokens)" if cut else "")
