@@ -8,6 +8,7 @@ from slmlab.metrics import (
     generation_speed,
     macro_f1,
     median_latency_ms,
+    median_rate,
     tokens_per_word,
     weight_memory_mb,
 )
@@ -80,3 +81,9 @@ def test_tokens_per_word_counts_the_tokenizers_pieces_per_whitespace_word():
 
     rows = [{"phrase": "ab cde"}, {"phrase": "f"}]
     assert tokens_per_word(one_piece_per_letter, rows) == 6 / 3
+
+
+def test_median_rate_leaves_out_a_warm_up_call_and_takes_the_median():
+    rates = iter([1.0, 50.0, 10.0, 30.0, 20.0, 40.0])   # the warm-up's 1.0 is not counted
+    assert median_rate(lambda: next(rates)) == 30.0
+    assert next(rates, None) is None, "one warm-up call and five timed ones"

@@ -173,6 +173,11 @@ def og_generate(model, input_ids: Sequence[int], max_new_tokens: int,
     return tokens, (len(tokens) - 1) / seconds if len(tokens) > 1 else 0.0
 
 
+def og_decode_speed(model, input_ids: Sequence[int], new_tokens: int) -> float:
+    """Decode tokens/s of one greedy run of exactly `new_tokens` tokens (end tokens ignored)."""
+    return og_generate(model, input_ids, new_tokens, force_length=True)[1]
+
+
 def og_tone_accuracy(model, tokenizer, prompts: Sequence[str], rows: Sequence[dict],
                      adapters=None, adapter: str | None = None) -> float:
     """Share of prompts whose first greedy ORT-GenAI token is the row's label token."""

@@ -95,6 +95,14 @@ def median_latency_ms(fn: Callable[[], object], repeats: int = 20, warmup: int =
     return statistics.median(times)
 
 
+def median_rate(measure: Callable[[], float], runs: int = 5) -> float:
+    """Median of `measure()` (a rate, such as decode tokens/s) over `runs` calls after one
+    untimed warm-up call: one run on a shared CPU is noisy, and a first run pays one-off
+    setup (memory arenas, caches)."""
+    measure()
+    return statistics.median(measure() for _ in range(runs))
+
+
 def weight_memory_mb(model: nn.Module) -> float:
     """Megabytes held by parameters and buffers."""
     tensors = list(model.parameters()) + list(model.buffers())

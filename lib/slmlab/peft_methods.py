@@ -89,11 +89,13 @@ def _run_here(method: str, model_id: str, base_parameters: int, train_rows: list
               test_rows: list, steps: int, rank: int, batch_size: int, seed: int) -> dict:
     # this process writes to the terminal of whoever started the lab (the notebook does not
     # capture a child's output): no progress bars there
+    import datasets
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     disable_progress_bars()
+    datasets.disable_progress_bars()  # "Generating train split" the first time a split loads
     tokenizer = zoo.load_tokenizer(model_id)
     torch.manual_seed(seed)
 
