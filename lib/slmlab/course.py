@@ -8,6 +8,7 @@ see in a few minutes that every lab runs end to end (the test suite runs labs/ t
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -113,17 +114,49 @@ def _failure(error: BaseException) -> str:
             f"{getattr(error, 'evalue', error)}")
 
 
+STDERR_LOG = "stderr.log"  # what a lab run writes to stderr: its kernel, subprocesses
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path):
+    """Point this process's stderr (file descriptor 2, which a lab's kernel and its
+    subprocesses inherit) at `path` for the block; an empty file is removed afterwards.
+
+    A cell's output is in the notebook already; what reaches fd 2 is the kernel's own log
+    (jupyter_client interrupts every kernel it shuts down, which can log "KeyboardInterrupt
+    caught in kernel") and child processes' progress bars: kept in the lab's folder, out of
+    the runner's one line per lab."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        if path.exists() and path.stat().st_size == 0:
+            path.unlink()
+
+
 def timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | None,
-               tolerate: tuple[type[BaseException], ...]) -> tuple[float, str, bool]:
+              tolerate: tuple[type[BaseException], ...]) -> tuple[float, str, bool]:
     """(seconds, status line, ok) of one lab; runs in the caller or in a pool worker."""
     if threads:  # the kernel papermill starts inherits the environment
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    log = runs_dir / notebook.stem / STDERR_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)  # this run's lines only
     start = time.perf_counter()
-    with TreeMemory(include_self=False) as memory:  # the lab's kernel and its subprocesses
+    # the lab's kernel and its subprocesses
+    with TreeMemory(include_self=False) as memory, stderr_to(log):
         try:
             status, ok = f"done -> {run_lab(notebook, runs_dir, **parameters)}", True
         except tolerate as error:  # reported as text: papermill's errors do not pickle
             status, ok = _failure(error), False
+    if not ok and log.exists():
+        status += f" (its stderr: {log})"
     seconds = round(time.perf_counter() - start, 1)
     (runs_dir / notebook.stem / RUN_FILE).write_text(json.dumps(
         {"seconds": seconds, "peak_rss_mb": round(memory.peak_mb), "ok": ok}))

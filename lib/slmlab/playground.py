@@ -78,7 +78,8 @@ def timed(pieces: Iterator[str]) -> Iterator[tuple[str, dict]]:
     for piece in pieces:
         count += 1
         now = time.perf_counter()
-        first = first or now
+        if first is None:
+            first = now
         yield piece, {"tokens": count, "seconds": now - start,
                       "tokens_per_s": (count - 1) / (now - first) if now > first else 0.0}
 
