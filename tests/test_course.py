@@ -8,7 +8,7 @@ import sys
 import nbformat
 import papermill
 
-from slmlab.course import STDERR_LOG, TreeMemory, longest_first, run_labs
+from slmlab.course import TreeMemory, longest_first, run_labs, stderr_log, stderr_to
 
 # a process that holds 300 MB resident for 1.5 s
 HOLD_300_MB = ("import time\nblock = bytearray(300_000_000)\n"
@@ -46,8 +46,7 @@ def test_labs_run_side_by_side_with_one_thread_each_and_a_failure_is_reported(tm
         assert metrics["threads"] == expected_threads
 
 
-def test_what_a_kernel_writes_to_stderr_goes_to_the_labs_folder_not_the_terminal(tmp_path,
-                                                                                 capfd):
+def test_what_a_kernel_writes_to_stderr_goes_to_a_log_file_not_the_terminal(tmp_path, capfd):
     labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
     labs_dir.mkdir()
     # the kernel's own log (as when jupyter_client interrupts it at shutdown) and a raw fd-2
@@ -56,23 +55,32 @@ def test_what_a_kernel_writes_to_stderr_goes_to_the_labs_folder_not_the_terminal
                      "import os\nget_ipython().kernel.log.error('kernel log line')\n"
                      "os.write(2, b'fd 2 line\\n')\n"
                      "open(output_dir + '/metrics.json', 'w').write('{}')")
-    quiet = tiny_lab(labs_dir / "02_quiet.ipynb",
-                     "open(output_dir + '/metrics.json', 'w').write('{}')")
-    failing = tiny_lab(labs_dir / "03_failing.ipynb", "import os\nos.write(2, b'last words\\n')\n"
+    failing = tiny_lab(labs_dir / "02_failing.ipynb", "import os\nos.write(2, b'last words\\n')\n"
                        "raise ValueError('broken on purpose')")
-    _, failed = run_labs([noisy, quiet, failing], runs_dir)
+    _, failed = run_labs([noisy, failing], runs_dir)
     out, err = capfd.readouterr()
-    assert failed == ["03_failing"] and "[1/3] 01_noisy" in out
+    assert failed == ["02_failing"] and "[1/2] 01_noisy" in out
     assert not any(line in out + err for line in ("kernel log line", "fd 2 line", "last words"))
     noisy_log = err_file(runs_dir, "01_noisy")
     assert "kernel log line" in noisy_log and "fd 2 line" in noisy_log
-    assert not (runs_dir / "02_quiet" / STDERR_LOG).exists(), "an empty log is not kept"
-    assert "last words" in err_file(runs_dir, "03_failing")
-    assert f"(its stderr: {runs_dir / '03_failing' / STDERR_LOG})" in out
+    assert "last words" in err_file(runs_dir, "02_failing")
+    assert f"(its stderr: {stderr_log(runs_dir, '02_failing')})" in out
+    assert (runs_dir / "01_noisy" / "metrics.json").exists(), "the lab's folder is its own"
+
+
+def test_stderr_to_keeps_a_log_only_if_something_was_written(tmp_path, capfd):
+    with stderr_to(tmp_path / "quiet.log"):
+        pass
+    assert not (tmp_path / "quiet.log").exists()
+    with stderr_to(tmp_path / "noisy.log"):
+        os.write(2, b"to the file\n")
+    os.write(2, b"to the terminal again\n")
+    assert (tmp_path / "noisy.log").read_text() == "to the file\n"
+    assert capfd.readouterr().err == "to the terminal again\n"
 
 
 def err_file(runs_dir, lab: str) -> str:
-    return (runs_dir / lab / STDERR_LOG).read_text()
+    return stderr_log(runs_dir, lab).read_text()
 
 
 def test_each_labs_peak_memory_is_measured_and_reported(tmp_path):

@@ -114,7 +114,11 @@ def _failure(error: BaseException) -> str:
             f"{getattr(error, 'evalue', error)}")
 
 
-STDERR_LOG = "stderr.log"  # what a lab run writes to stderr: its kernel, subprocesses
+def stderr_log(runs_dir: Path, lab: str) -> Path:
+    """Where what a lab's run writes to stderr goes: beside the lab's folder, not in it
+    (the lab empties its folder when it starts, and refuses one with files it did not
+    write)."""
+    return runs_dir / f"{lab}.stderr.log"
 
 
 @contextlib.contextmanager
@@ -124,7 +128,7 @@ def stderr_to(path: Path):
 
     A cell's output is in the notebook already; what reaches fd 2 is the kernel's own log
     (jupyter_client interrupts every kernel it shuts down, which can log "KeyboardInterrupt
-    caught in kernel") and child processes' progress bars: kept in the lab's folder, out of
+    caught in kernel") and child processes' progress bars: kept beside the lab's folder, out of
     the runner's one line per lab."""
     sys.stderr.flush()
     terminal = os.dup(2)
@@ -145,8 +149,8 @@ def timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | N
     """(seconds, status line, ok) of one lab; runs in the caller or in a pool worker."""
     if threads:  # the kernel papermill starts inherits the environment
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-    log = runs_dir / notebook.stem / STDERR_LOG
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log = stderr_log(runs_dir, notebook.stem)
+    runs_dir.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)  # this run's lines only
     start = time.perf_counter()
     # the lab's kernel and its subprocesses
