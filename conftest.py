@@ -32,6 +32,11 @@ def _start_channels_keeping_every_message(self, *args, **kwargs):
 
 KernelClient.start_channels = _start_channels_keeping_every_message
 
+# A cell that gets no answer fails its test after 10 minutes instead of hanging the suite
+# (the longest cell takes about 3 at one thread). nbval: --nbval-cell-timeout in pyproject;
+# papermill runs (slmlab.course.run_lab, and the course runner's pool) read this variable.
+os.environ.setdefault("SLMLAB_CELL_TIMEOUT", "600")
+
 
 # --- solutions/ under nbval write apart from the learner's runs ---------------------------
 # A lab's default output_dir is "../runs/NN", relative to the kernel's working directory,

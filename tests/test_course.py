@@ -4,11 +4,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import papermill
 
-from slmlab.course import TreeMemory, longest_first, run_labs, stderr_log, stderr_to
+from slmlab.course import (
+    CELL_TIMEOUT_VARIABLE,
+    TreeMemory,
+    longest_first,
+    run_labs,
+    stderr_log,
+    stderr_to,
+)
 
 # a process that holds 300 MB resident for 1.5 s
 HOLD_300_MB = ("import time\nblock = bytearray(300_000_000)\n"
@@ -66,6 +74,16 @@ def test_what_a_kernel_writes_to_stderr_goes_to_a_log_file_not_the_terminal(tmp_
     assert "last words" in err_file(runs_dir, "02_failing")
     assert f"(its stderr: {stderr_log(runs_dir, '02_failing')})" in out
     assert (runs_dir / "01_noisy" / "metrics.json").exists(), "the lab's folder is its own"
+
+
+def test_a_cell_past_the_timeout_fails_its_lab_instead_of_hanging(tmp_path, monkeypatch):
+    labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
+    labs_dir.mkdir()
+    monkeypatch.setenv(CELL_TIMEOUT_VARIABLE, "2")
+    stuck = tiny_lab(labs_dir / "01_stuck.ipynb", "import time\ntime.sleep(60)")
+    start = time.perf_counter()
+    _, failed = run_labs([stuck], runs_dir, tolerate=(Exception,))
+    assert failed == ["01_stuck"] and time.perf_counter() - start < 30
 
 
 def test_stderr_to_keeps_a_log_only_if_something_was_written(tmp_path, capfd):

@@ -49,8 +49,15 @@ QUICK_PARAMETERS: dict[str, dict] = {
 }
 
 
+# Seconds a cell may run before papermill stops the lab, if set (the test suite sets it: a
+# kernel that never answers then fails one test instead of hanging the suite). Unset for
+# learners: a cell on a real Phi-3-mini may rightly run for hours.
+CELL_TIMEOUT_VARIABLE = "SLMLAB_CELL_TIMEOUT"
+
+
 def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
     """Execute one notebook with papermill; returns the executed copy's path."""
+    timeout = os.environ.get(CELL_TIMEOUT_VARIABLE)
     out_dir = runs_dir / notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     # an earlier run's figures must not outlive a failed re-run (the report reads them)
@@ -63,6 +70,7 @@ def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
         papermill.execute_notebook(
             str(notebook), str(executed), cwd=str(notebook.parent), progress_bar=False,
             parameters={"output_dir": str(out_dir), **parameters}, config=kernel,
+            execution_timeout=int(timeout) if timeout else None,
         )
     return executed
 
