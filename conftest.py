@@ -20,6 +20,7 @@ import zmq
 from jupyter_client.client import KernelClient
 
 from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab.course import CELL_TIMEOUT_VARIABLE
 
 _start_channels = KernelClient.start_channels
 
@@ -35,7 +36,7 @@ KernelClient.start_channels = _start_channels_keeping_every_message
 # A cell that gets no answer fails its test after 10 minutes instead of hanging the suite
 # (the longest cell takes about 3 at one thread). nbval: --nbval-cell-timeout in pyproject;
 # papermill runs (slmlab.course.run_lab, and the course runner's pool) read this variable.
-os.environ.setdefault("SLMLAB_CELL_TIMEOUT", "600")
+os.environ.setdefault(CELL_TIMEOUT_VARIABLE, "600")
 
 
 # --- solutions/ under nbval write apart from the learner's runs ---------------------------
