@@ -66,6 +66,26 @@ def test_olive_sends_no_telemetry_with_its_environment():
     assert lines[1] == "OTEL_SDK_DISABLED=true: 0 records exported", lines
 
 
+def test_olive_offline_leaves_no_telemetry_event_to_wait_for_at_exit():
+    # Olive waits at the end of every command (up to 2 s) until each event it logged is
+    # reported sent; with the exporter off, none is. Without slmlab.olive_offline one
+    # logged event stays pending (the bug the module works around); with it, none does.
+    probe = (
+        "from olive.telemetry.telemetry import Telemetry\n"
+        "def pending_after_one_event():\n"
+        "    Telemetry._instance = None  # a singleton: build it anew\n"
+        "    telemetry = Telemetry()\n"
+        "    telemetry.log('OliveAction', {'command': 'probe'})\n"
+        "    return not telemetry._cache_handler.wait_for_callbacks(0)\n"
+        "print(pending_after_one_event())\n"
+        "import slmlab.olive_offline\n"
+        "print(pending_after_one_event())\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=olive_pipeline.olive_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "False"], out.stdout + out.stderr[-2000:]
+    assert olive_pipeline.OLIVE_PRELOAD[0] == "slmlab.olive_offline"
+
+
 def test_the_installed_builder_copy_is_the_one_olive_expects():
 
     dist = next(olive_pipeline.BUILDER_DIR.glob("onnxruntime_genai-*.dist-info"))

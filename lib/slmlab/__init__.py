@@ -5,7 +5,8 @@ in layers: a module imports only from layers above its own (no cycles).
 
     0  lexicon  zoo  presets  qlora  saving  environment  exercises  targets  tool_server
        tools <- tool_server
-       (search  loralib_swap  labgen: used by labs and commands only)
+       (search  loralib_swap  labgen: used by labs and commands only; olive_offline: by
+        Olive's tool server only)
     1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
        artifact_cache <- saving  parameters <- saving, zoo, environment, exercises
        progress <- exercises

@@ -19,8 +19,10 @@ from slmlab.presets import PHI3_LORA_TARGETS
 from slmlab.task import TEXT_TEMPLATE
 
 BUILDER_DIR = Path(sys.prefix) / "olive-builder"
-# what every Olive command needs: imported once by its server
-OLIVE_PRELOAD = ("torch", "transformers", "peft", "onnx", "onnxruntime", "olive.cli.launcher")
+# what every Olive command needs: imported once by its server (olive_offline first: Olive
+# must not build its telemetry before it)
+OLIVE_PRELOAD = ("slmlab.olive_offline", "torch", "transformers", "peft", "onnx", "onnxruntime",
+                 "olive.cli.launcher")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)
 
 
