@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 # Olive 0.13's ModelBuilder pass calls the builder API of onnxruntime-genai <= 0.14.1, while
 # the course generates with 0.18: a builder-only copy sits in .venv/olive-builder and only
 # Olive's process sees it (slmlab.olive_pipeline.olive_env).
@@ -15,7 +16,14 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 
 .PHONY: setup zoo course test lab labs bench variance progress checkpoint drift-latest lint clean
 
-setup: $(STAMP) zoo
+setup: $(STAMP) $(LAB_SETTINGS) zoo
+
+# JupyterLab asks on its first start whether to fetch Jupyter news from the web (a toast a
+# learner must answer; offline there is nothing to fetch): "Never", for every JupyterLab of
+# this .venv (`make lab`, the browser tests).
+$(LAB_SETTINGS): $(STAMP)
+	@mkdir -p $(dir $@)
+	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' > $@
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) and installing the pinned requirements (about 2 minutes)"
