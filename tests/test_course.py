@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -9,8 +10,10 @@ import time
 import nbformat
 import papermill
 
+from slmlab import REPO_ROOT
 from slmlab.course import (
     CELL_TIMEOUT_VARIABLE,
+    FIRST_RUN_ORDER,
     TreeMemory,
     longest_first,
     run_labs,
@@ -151,6 +154,15 @@ def test_longest_labs_start_first(tmp_path):
             json.dumps({"metadata": {"papermill": {"duration": seconds}}}))
     # never run (03) first: its length is unknown; then by the last run's duration
     assert [lab.stem[:2] for lab in longest_first(labs, tmp_path)] == ["03", "01", "00", "02"]
+
+
+def test_a_fresh_clone_starts_the_labs_its_readme_times_longest_first(tmp_path):
+    labs = sorted((REPO_ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
+    ordered = [lab.stem[:2] for lab in longest_first(labs, tmp_path)]  # no runs in tmp_path
+    assert ordered == list(FIRST_RUN_ORDER)
+    readme_seconds = {number: float(seconds) for number, seconds in re.findall(
+        r"\| lab (\d\d) seconds \| ([0-9.]+) \|", (REPO_ROOT / "README.md").read_text())}
+    assert sorted(readme_seconds, key=readme_seconds.get, reverse=True) == ordered
 
 
 def test_a_failed_rerun_leaves_no_stale_figures_and_the_report_marks_it(tmp_path):

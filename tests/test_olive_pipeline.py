@@ -38,6 +38,12 @@ def test_olive_env_needs_the_builder_copy(tmp_path):
     assert env["OLIVE_DISABLE_TELEMETRY"] == "1" and env["PYTHONPATH"].startswith(str(tmp_path))
 
 
+def run_in_olive_env(code: str) -> subprocess.CompletedProcess:
+    """`code` in a Python process with the environment every Olive command gets."""
+    return subprocess.run([sys.executable, "-c", code], env=olive_pipeline.olive_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_olive_sends_no_telemetry_with_its_environment():
     # Olive's own opt-out comes after its heartbeat: outside CI (a learner's machine) the
     # heartbeat reached the exporter, which kept each command waiting at exit. One process
@@ -58,8 +64,7 @@ def test_olive_sends_no_telemetry_with_its_environment():
         "    Telemetry._instance = None  # a singleton: build it anew\n"
         "    Telemetry().shutdown()\n"
         "    print(f'OTEL_SDK_DISABLED={disabled}: {len(sent)} records exported')\n")
-    out = subprocess.run([sys.executable, "-c", probe], env=olive_pipeline.olive_env(),
-                         capture_output=True, text=True, timeout=300)
+    out = run_in_olive_env(probe)
     lines = out.stdout.splitlines()
     assert len(lines) == 2, out.stderr[-2000:]
     assert not lines[0].endswith(": 0 records exported"), "the heartbeat no longer needs the fix"
@@ -80,8 +85,7 @@ def test_olive_offline_leaves_no_telemetry_event_to_wait_for_at_exit():
         "print(pending_after_one_event())\n"
         "import slmlab.olive_offline\n"
         "print(pending_after_one_event())\n")
-    out = subprocess.run([sys.executable, "-c", probe], env=olive_pipeline.olive_env(),
-                         capture_output=True, text=True, timeout=300)
+    out = run_in_olive_env(probe)
     assert out.stdout.split() == ["True", "False"], out.stdout + out.stderr[-2000:]
     assert olive_pipeline.OLIVE_PRELOAD[0] == "slmlab.olive_offline"
 
