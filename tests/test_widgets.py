@@ -168,12 +168,22 @@ def test_bits_per_weight_with_and_without_double_quantization():
 def test_the_nf4_explorer_follows_the_block_slider(teacher):
     model, _ = teacher
     explorer = widgets.nf4_explorer(model)
-    picker, block, _plot, figures = explorer.children
+    picker, block, plot, figures = explorer.children
     assert "lm_head" not in picker.options and picker.value.startswith("model.layers.0.")
     assert block.max == model.get_submodule(picker.value).weight.numel() // 64 - 1
-    before = figures.value
+    before, picture = figures.value, plot.value
     block.value = 5
     assert figures.value != before and "bits per weight" in figures.value
+    assert bytes(plot.value).startswith(b"\x89PNG") and bytes(plot.value) != bytes(picture)
+
+
+def test_no_lab_widget_captures_output_in_an_output_widget():
+    # under papermill an Output widget that receives output while a cell runs makes
+    # nbclient write to the kernel's shell channel while it waits there for the cell's
+    # reply, and the reply was then sometimes never read: lab 04 hung in `make course`
+    import inspect
+
+    assert "widgets.Output(" not in inspect.getsource(widgets)
 
 
 def test_one_onnx_base_answers_with_each_adapter_and_with_none(teacher, tmp_path):

@@ -136,30 +136,39 @@ def temperature_explorer(teacher, student, tokenizer, phrases: list[str],
 def nf4_explorer(model, block_size: int = 64) -> widgets.VBox:
     """A layer and a block of `block_size` weights; plots what `qlora.nf4_block` returns
     (the block's weights, its 16 scaled NF4 levels) with the rounding error, and the
-    storage per weight from `qlora.bits_per_weight` with and without double quantization."""
-    import matplotlib.pyplot as plt
+    storage per weight from `qlora.bits_per_weight` with and without double quantization.
+
+    The plot is a PNG in an Image widget, not matplotlib output captured by an Output
+    widget: under papermill, nbclient mirrors an Output widget by sending its state back on
+    the shell channel while it waits there for the cell's reply, and that reply was then
+    sometimes never read (measured: 31 of 180 such cells stalled until the cell timeout,
+    0 of 180 with an Image widget; with no timeout, as in `make course`, lab 04 hung)."""
+    import io
+
+    from matplotlib.figure import Figure
 
     layers = {name: module.weight for name, module in model.named_modules()
               if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")}
     picker = widgets.Dropdown(options=list(layers), description="layer",
                               layout={"width": "60%"})
     block = widgets.IntSlider(value=0, min=0, description="block")
-    plot, figures = widgets.Output(), widgets.HTML()
+    plot, figures = widgets.Image(format="png"), widgets.HTML()
     storage = {dq: qlora.bits_per_weight(block_size, dq) for dq in (False, True)}
 
     def update(_change=None) -> None:
         weight = layers[picker.value]
         block.max = weight.numel() // block_size - 1
         view = qlora.nf4_block(weight, min(block.value, block.max), block_size)
-        with plot:
-            plot.clear_output(wait=True)
-            fig, axis = plt.subplots(figsize=(7, 2.4))
-            axis.hist(view["weights"], bins=32, color="tab:blue", alpha=0.7)
-            for level in view["levels"]:
-                axis.axvline(level, color="tab:red", linewidth=0.8)
-            axis.set_xlabel(f"weights of block {block.value} (red: the 16 NF4 levels × absmax)")
-            fig.tight_layout()
-            plt.show()
+        fig = Figure(figsize=(7, 2.4))   # not pyplot: nothing left open, nothing shown twice
+        axis = fig.subplots()
+        axis.hist(view["weights"], bins=32, color="tab:blue", alpha=0.7)
+        for level in view["levels"]:
+            axis.axvline(level, color="tab:red", linewidth=0.8)
+        axis.set_xlabel(f"weights of block {block.value} (red: the 16 NF4 levels × absmax)")
+        fig.tight_layout()
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100)
+        plot.value = png.getvalue()
         figures.value = (f'<p class="nf4-figures">absmax {view["absmax"]:.4f}; mean |rounding '
                          f'error| {view["mean_abs_error"]:.5f} ({view["relative_error"]:.1%} of '
                          f"the mean |weight|); storage {storage[False]:.3f} bits per weight "
