@@ -1,6 +1,6 @@
 """Olive without its telemetry logger, for the Olive tool server (`olive_pipeline`).
 
-Olive 0.13 counts every telemetry event it logs (a heartbeat, one per command) and, at the
+Olive 0.13 counts every telemetry event it logs (its heartbeat, the command's own) and, at the
 end of each command, waits up to 2 s for its exporter to report them sent. Offline, with
 the exporter switched off (`OTEL_SDK_DISABLED`, see `olive_pipeline.olive_env`), no report
 ever comes: every `olive` command sat idle ~2.4 s before it exited (py-spy: `main` ->
