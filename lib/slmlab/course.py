@@ -132,7 +132,8 @@ def stderr_log(runs_dir: Path, lab: str) -> Path:
 @contextlib.contextmanager
 def stderr_to(path: Path):
     """Point this process's stderr (file descriptor 2, which a lab's kernel and its
-    subprocesses inherit) at `path` for the block; an empty file is removed afterwards.
+    subprocesses inherit) at `path`, emptied first, for the block; an empty file is removed
+    afterwards.
 
     A cell's output is in the notebook already; what reaches fd 2 is the kernel's own log
     (jupyter_client interrupts every kernel it shuts down, which can log "KeyboardInterrupt
@@ -140,7 +141,7 @@ def stderr_to(path: Path):
     the runner's one line per lab."""
     sys.stderr.flush()
     terminal = os.dup(2)
-    with open(path, "ab") as log:
+    with open(path, "wb") as log:  # this run's lines only
         os.dup2(log.fileno(), 2)
     try:
         yield
@@ -159,7 +160,6 @@ def timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | N
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     log = stderr_log(runs_dir, notebook.stem)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)  # this run's lines only
     start = time.perf_counter()
     # the lab's kernel and its subprocesses
     with TreeMemory(include_self=False) as memory, stderr_to(log):
