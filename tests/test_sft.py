@@ -34,6 +34,27 @@ def test_cpu_config_is_explicit(tmp_path):
     assert config.bf16 is False and config.gradient_checkpointing is False
 
 
+def test_the_loss_head_projects_only_the_answer_positions_on_cpu(tmp_path, monkeypatch):
+    import trl.trainer.utils as trl_utils
+
+    from slmlab.sft import build_trainer
+
+    projected, original = [], trl_utils._ChunkedLogProbFunction.apply
+
+    def spy(hidden, weight, bias, labels, *rest):
+        projected.append(hidden.shape[0])
+        return original(hidden, weight, bias, labels, *rest)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
+    trainer = build_trainer("tiny-phi3-student", tmp_path, max_steps=2, batch_size=4,
+                            save_strategy="no", eval_strategy="no", report_to="none",
+                            disable_tqdm=True)
+    trainer.train()
+    # 4 examples x 2 answer tokens (the tone and the end-of-text token) per step; TRL's CPU
+    # default sends every position of the padded batch through the head (~70 rows here)
+    assert projected == [8, 8]
+
+
 def run_script(output_dir: Path, *extra: str) -> dict:
     command = [str(ACCELERATE), "launch", "--cpu", "--num_processes", "1", "--num_machines",
                "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "slmlab.sft",

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import trl.trainer.utils as trl_utils
 from datasets import Dataset
 from peft import PeftModel
 from transformers import TrainerCallback, set_seed
@@ -23,6 +24,28 @@ from trl import SFTConfig, SFTTrainer
 from slmlab import artifact_cache, saving, task, zoo
 from slmlab.data import load_tone
 from slmlab.presets import lora_config
+
+
+def score_labelled_positions_only() -> None:
+    """Make TRL's fused LM head project only the answer positions on the CPU as well.
+
+    SFTTrainer's loss head (`trl_utils.add_fused_lm_head`) skips the positions whose label
+    is -100 only where Triton runs (CUDA/XPU): elsewhere it keeps every position so that
+    compiled tile shapes stay fixed. On the CPU nothing is compiled, and with
+    `completion_only_loss` the prompt is ~90 % of each tone example, so it projected ~10×
+    more rows through the vocabulary than the loss uses (~16 % of a step, same loss).
+    Called once, when this module is imported: every SFTTrainer in the course gets it.
+    """
+    decide = trl_utils._use_triton
+    if getattr(decide, "slmlab_cpu", False):
+        return
+    def compact_on_cpu(device: torch.device) -> bool:
+        return device.type == "cpu" or decide(device)
+    compact_on_cpu.slmlab_cpu = True
+    trl_utils._use_triton = compact_on_cpu
+
+
+score_labelled_positions_only()
 
 
 def sft_dataset(rows, template: str = "text") -> Dataset:

@@ -85,7 +85,7 @@ def last_token_logits(model, tokenizer, prompts: Sequence[str],
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt",
                           padding=True, add_special_tokens=False).to(model.device)
-        chunks.append(model(**batch).logits[:, -1, :].float().cpu())
+        chunks.append(model(**batch, logits_to_keep=1).logits[:, -1, :].float().cpu())
     return torch.cat(chunks)
 
 

@@ -54,7 +54,8 @@ def train_on_tone(model, tokenizer, rows: Sequence[dict], steps: int, lr: float 
         prompts = build_prompts(tokenizer, [r["phrase"] for r in batch_rows], template)
         batch = tokenizer(prompts, return_tensors="pt", padding=True,
                           add_special_tokens=False).to(model.device)
-        loss = loss_fn(model(**batch).logits[:, -1, :], batch_rows, label_ids)
+        # logits_to_keep=1: only the answer position goes through the vocabulary head
+        loss = loss_fn(model(**batch, logits_to_keep=1).logits[:, -1, :], batch_rows, label_ids)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # one bad batch cannot blow up LoRA
         optimizer.step()
