@@ -9,17 +9,19 @@ from slmlab import olive_pipeline, zoo
 from slmlab.task import TEXT_TEMPLATE
 
 
-def test_completion_only_example_masks_the_prompt_and_padding():
+def test_completion_only_example_masks_the_prompt_and_is_cut_not_padded():
     tokenizer = zoo.load_tokenizer("tiny-phi3-teacher")
     row = {"phrase": "I am glad.", "tone": "joy"}
     example = olive_pipeline.completion_only_example(tokenizer, row, max_seq_len=40)
     full = tokenizer(TEXT_TEMPLATE.format(**row), add_special_tokens=False)["input_ids"]
-    assert example["input_ids"][:len(full)] == full, "same tokens as the whole text"
-    assert len(example["input_ids"]) == len(example["labels"]) == 40
+    assert example["input_ids"] == [*full, tokenizer.eos_token_id], "the whole text, then end"
+    assert len(example["labels"]) == len(example["attention_mask"]) == len(full) + 1
     trained = [(i, t) for i, t in enumerate(example["labels"]) if t != olive_pipeline.IGNORE_INDEX]
     assert [t for _, t in trained] == [full[-1], tokenizer.eos_token_id]
     assert trained[0][0] == len(full) - 1, "the loss starts at the tone token"
-    assert sum(example["attention_mask"]) == len(full) + 1
+    assert all(example["attention_mask"])
+    cut = olive_pipeline.completion_only_example(tokenizer, row, max_seq_len=5)
+    assert cut["input_ids"] == full[:5] and cut["labels"] == [olive_pipeline.IGNORE_INDEX] * 5
 
 
 def test_lora_passes_chain_lora_merge_builder():
