@@ -68,4 +68,5 @@ def test_a_method_is_measured_in_its_own_process(tone_rows):
                                   tone_rows["test"][:8], steps=2, rank=2, batch_size=4)
     assert row["trainable_params"] > 0 and 0 < row["trainable_percent"] < 100
     assert row["peak_memory_mb"] > 0 and 0 <= row["accuracy"] <= 1
+    assert len(row["losses"]) == 2, "one loss per step"
     assert workers() == before, "the method's process ended"

@@ -53,6 +53,7 @@ def measure(model, run: dict, peak_mb: float, tokenizer, base_parameters: int, t
         "seconds_per_step": run["seconds"] / len(run["losses"]),
         "saved_mb": saved_size_mb(model),
         "final_loss": sum(run["losses"][-10:]) / len(run["losses"][-10:]),
+        "losses": run["losses"],
         "accuracy": tone_accuracy(model, tokenizer, test_rows, restrict_to_labels=False),
         "unseen_word_accuracy": tone_accuracy(model, tokenizer, unseen,
                                               restrict_to_labels=False),
