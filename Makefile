@@ -75,7 +75,7 @@ progress: setup
 	@$(if $(RUN),$(BIN)/python -m slmlab.course --changed || true;)
 	@$(BIN)/python -m slmlab.progress $(if $(HTML),--html $(HTML))
 
-# What lab NN needs from earlier labs, built ahead (LAB=05): labs 04-06 start from lab 03's
+# What lab NN needs from earlier labs, built ahead (LAB=05): labs 01, 04-06 start from lab 03's
 # adapter, which each would otherwise train itself on its first run.
 checkpoint: setup
 	@$(if $(LAB),,echo "usage: make checkpoint LAB=05"; exit 2;) $(BIN)/python -m slmlab.checkpoint $(LAB)

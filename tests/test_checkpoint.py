@@ -1,5 +1,6 @@
 """`make checkpoint LAB=NN` builds what a lab needs from earlier labs: lab 03's adapter."""
 
+import inspect
 import json
 
 import pytest
@@ -8,19 +9,24 @@ from slmlab import REPO_ROOT, checkpoint, sft
 
 
 @pytest.mark.parametrize("lab", sorted(checkpoint.ADAPTER_ARGUMENTS))
-def test_labs_04_to_06_ask_for_lab_03s_recipe_with_the_names_their_call_uses(lab):
+def test_labs_that_reuse_lab_03s_adapter_ask_for_its_recipe_with_the_names_their_call_uses(lab):
     settings = checkpoint.adapter_settings(lab)
+    defaults = {name: p.default for name, p in
+                inspect.signature(sft.train_adapter).parameters.items()}
     lab03 = checkpoint.lab_defaults("03_peft_lora_sft", REPO_ROOT / "solutions")
     assert settings["model_id"] == lab03["model_id"]
-    assert (settings["r"], settings["max_steps"], settings["seed"]) == (
+    assert (settings.get("r", defaults["r"]), settings["max_steps"], settings["seed"]) == (
         lab03["rank"], lab03["max_steps"], lab03["seed"])
-    assert settings.get("learning_rate", lab03["learning_rate"]) == lab03["learning_rate"]
+    assert settings.get("learning_rate", defaults["learning_rate"]) == lab03["learning_rate"]
     # the lab's own call passes the same parameters: else the cache key would differ
     cells = json.loads((REPO_ROOT / "solutions" / f"{lab}.ipynb").read_text())["cells"]
     call = next("".join(c["source"]) for c in cells if "sft.train_adapter(" in "".join(c["source"]))
     call = call.split("sft.train_adapter(", 1)[1].split(")", 1)[0]
-    for argument, name in checkpoint.ADAPTER_ARGUMENTS[lab].items():
-        assert f"{argument}={name}" in call.replace(" ", "").replace("\n", "")
+    call = call.replace(" ", "").replace("\n", "")
+    arguments = dict(checkpoint.ADAPTER_ARGUMENTS[lab])
+    assert call.split(",")[0] == arguments.pop("model_id"), "the model comes first, by position"
+    for argument, name in arguments.items():
+        assert f"{argument}={name}" in call
 
 
 @pytest.mark.slow

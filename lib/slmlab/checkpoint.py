@@ -1,10 +1,11 @@
 """`make checkpoint LAB=NN`: build what lab NN needs from earlier labs, before it runs.
 
-Labs 04, 05 and 06 start from lab 03's adapter (LoRA r, alpha 2r, the text template, the
-tone training split). Each trains it itself when the course's cache has no entry for it
-(`sft.train_adapter`, `artifact_cache`); this command trains it ahead of time — before a
-workshop, or to open lab 06 without waiting — with the lab's own defaults, read from its
-`parameters` cell, so the lab then loads it. Other labs need nothing from earlier ones.
+Labs 01 (as its teacher), 04, 05 and 06 start from lab 03's adapter (LoRA r, alpha 2r, the
+text template, the tone training split). Each trains it itself when the course's cache has
+no entry for it (`sft.train_adapter`, `artifact_cache`); this command trains it ahead of
+time — before a workshop, or to open lab 06 without waiting — with the lab's own defaults,
+read from its `parameters` cell, so the lab then loads it. Other labs need nothing from
+earlier ones.
 """
 
 import argparse
@@ -15,10 +16,13 @@ from slmlab.parameters import lab_defaults
 
 # lab -> its parameters that `sft.train_adapter` takes, as (argument, parameter name)
 ADAPTER_ARGUMENTS: dict[str, dict[str, str]] = {
-    "04_qlora": {"r": "rank", "max_steps": "steps", "learning_rate": "learning_rate",
-                 "seed": "seed"},
-    "05_merge_int4_export": {"r": "rank", "max_steps": "train_steps", "seed": "seed"},
-    "06_olive_pipeline": {"r": "rank", "max_steps": "adapter_steps", "seed": "seed"},
+    "01_distillation": {"model_id": "teacher_id", "max_steps": "teacher_steps", "seed": "seed"},
+    "04_qlora": {"model_id": "model_id", "r": "rank", "max_steps": "steps",
+                 "learning_rate": "learning_rate", "seed": "seed"},
+    "05_merge_int4_export": {"model_id": "model_id", "r": "rank", "max_steps": "train_steps",
+                             "seed": "seed"},
+    "06_olive_pipeline": {"model_id": "model_id", "r": "rank", "max_steps": "adapter_steps",
+                          "seed": "seed"},
 }
 
 
@@ -39,7 +43,7 @@ def adapter_settings(lab: str) -> dict | None:
     if arguments is None:
         return None
     values = lab_defaults(notebook.stem, notebook.parent)
-    return {"model_id": values["model_id"]} | {arg: values[name] for arg, name in arguments.items()}
+    return {arg: values[name] for arg, name in arguments.items()}
 
 
 def build(lab: str, cache_dir: Path | None = None) -> str:
