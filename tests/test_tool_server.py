@@ -24,3 +24,20 @@ def test_a_command_runs_in_a_fork_and_an_idle_server_exits(tmp_path):
     # the next command starts a new server
     assert tool_server.run("json.tool", ["in.json"], tmp_path / "c.log", tmp_path, env) == 0
     assert tool_server.server("json.tool", env) is not server
+
+
+def test_a_seeded_command_draws_the_same_numbers_in_any_server(tmp_path):
+    """torch seeds itself from the OS in every process, so two servers' forks draw different
+    numbers unless the command is seeded (Olive's LoRA pass draws its adapter's weights so)."""
+    (tmp_path / "draw.py").write_text("import torch\nprint('drawn', torch.rand(3).tolist())\n")
+
+    def draw(server_name: str, seed: int | None) -> str:
+        env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="5",
+                   WHICH_SERVER=server_name)  # another environment: another server
+        log = tmp_path / f"{server_name}-{seed}.log"
+        assert tool_server.run("draw", [], log, tmp_path, env, ("torch",), seed=seed) == 0
+        return next(line for line in log.read_text().splitlines() if line.startswith("drawn"))
+
+    assert draw("a", 3) == draw("b", 3), "the same seed in two servers: the same numbers"
+    assert draw("a", 3) != draw("a", 4)
+    assert draw("a", None) != draw("b", None), "unseeded, each server draws its own"

@@ -10,6 +10,9 @@ the modules once, then forks a child per command that runs the tool's module as
 directory, with its output in its log, and a crash ends that child only. One server per
 (environment, modules): Olive's environment carries another builder version than the
 course's. If a server cannot start, `run` says so and the caller runs a plain process.
+A child can start from a given random seed (`seed`): torch 2.13 seeds its generator from
+the OS in every process, so a tool that draws before it seeds itself (Olive's LoRA pass
+builds the adapter, then its trainer seeds) otherwise gives another result on every run.
 A server holds its libraries in memory (the builder's: ~0.4 GB resident), so it exits
 after `IDLE_SECONDS` without a command; the next command starts a new one.
 """
@@ -37,9 +40,10 @@ def _key(preload: tuple[str, ...], env: dict) -> str:
 
 
 def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dict,
-        preload: tuple[str, ...] = ()) -> int | None:
+        preload: tuple[str, ...] = (), seed: int | None = None) -> int | None:
     """Run `python -m MODULE ARGS` in a fork of the server that imported `preload` (and
-    `module`) under `env`; its exit code, or None when there is no server."""
+    `module`) under `env`, its random generators seeded with `seed` if given; its exit code,
+    or None when there is no server."""
     preload = (*preload, module)
     key = _key(preload, env)
     with _lock:
@@ -55,7 +59,8 @@ def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dic
         try:
             process.stdin.write(json.dumps({"module": module, "args": args,
                                             "log": str(Path(log_path).resolve()),
-                                            "cwd": str(cwd or os.getcwd())}) + "\n")
+                                            "cwd": str(cwd or os.getcwd()),
+                                            "seed": seed}) + "\n")
             process.stdin.flush()
             for line in process.stdout:
                 if line.startswith(REPLY):
@@ -71,9 +76,22 @@ def server(module: str, env: dict, preload: tuple[str, ...] = ()) -> subprocess.
     return _servers.get(_key((*preload, module), env))
 
 
+def seed_imported_generators(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators, where imported (the server's modules)."""
+    import random
+
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
 def _run_child(request: dict) -> None:
     code = 1
     try:
+        if request.get("seed") is not None:
+            seed_imported_generators(request["seed"])
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)

@@ -46,10 +46,12 @@ def raise_on_failure(exit_code: int, log_path: Path, name: str) -> None:
 
 
 def run_python(command: list[str], log_path: str | Path, name: str, env: dict | None = None,
-               cwd: str | Path | None = None, preload: tuple[str, ...] = ()) -> float:
+               cwd: str | Path | None = None, preload: tuple[str, ...] = (),
+               seed: int | None = None) -> float:
     """`run_tool` for a `[sys.executable, "-m", MODULE, *ARGS]` command: run in a fork of
-    the module's server (`preload`: libraries it imports up front), or as a plain process
-    when there is no server or the command is not one of those; its seconds, or ToolError."""
+    the module's server (`preload`: libraries it imports up front; `seed`: the fork's random
+    seed), or as a plain process when there is no server or the command is not one of those
+    (which seeds nothing); its seconds, or ToolError."""
     if command[:2] != [sys.executable, "-m"] or len(command) < 3:
         return run_tool(command, log_path, name, env=env, cwd=cwd)
     log_path = Path(log_path)
@@ -57,7 +59,7 @@ def run_python(command: list[str], log_path: str | Path, name: str, env: dict | 
     env = dict(os.environ) if env is None else env
     start = time.perf_counter()
     code = tool_server.run(command[2], command[3:], log_path, Path(cwd) if cwd else None, env,
-                           preload)
+                           preload, seed)
     if code is None:  # no server: a process of its own
         return run_tool(command, log_path, name, env=env, cwd=cwd)
     raise_on_failure(code, log_path, name)
