@@ -2,9 +2,10 @@
 server frees its memory."""
 
 import os
+import sys
 import time
 
-from slmlab import tool_server
+from slmlab import tool_server, tools
 
 
 def test_a_command_runs_in_a_fork_and_an_idle_server_exits(tmp_path):
@@ -26,18 +27,38 @@ def test_a_command_runs_in_a_fork_and_an_idle_server_exits(tmp_path):
     assert tool_server.server("json.tool", env) is not server
 
 
+DRAW = "import torch\nprint('drawn', torch.rand(3).tolist())\n"
+
+
+def drawn(log) -> str:
+    return next(line for line in log.read_text().splitlines() if line.startswith("drawn"))
+
+
 def test_a_seeded_command_draws_the_same_numbers_in_any_server(tmp_path):
     """torch seeds itself from the OS in every process, so two servers' forks draw different
     numbers unless the command is seeded (Olive's LoRA pass draws its adapter's weights so)."""
-    (tmp_path / "draw.py").write_text("import torch\nprint('drawn', torch.rand(3).tolist())\n")
+    (tmp_path / "draw.py").write_text(DRAW)
 
     def draw(server_name: str, seed: int | None) -> str:
         env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="5",
                    WHICH_SERVER=server_name)  # another environment: another server
         log = tmp_path / f"{server_name}-{seed}.log"
         assert tool_server.run("draw", [], log, tmp_path, env, ("torch",), seed=seed) == 0
-        return next(line for line in log.read_text().splitlines() if line.startswith("drawn"))
+        return drawn(log)
 
     assert draw("a", 3) == draw("b", 3), "the same seed in two servers: the same numbers"
     assert draw("a", 3) != draw("a", 4)
     assert draw("a", None) != draw("b", None), "unseeded, each server draws its own"
+
+
+def test_without_a_server_a_seeded_command_draws_as_a_fork_would(tmp_path, monkeypatch):
+    (tmp_path / "draw.py").write_text(DRAW)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="5")
+    tools.run_python([sys.executable, "-m", "draw"], tmp_path / "fork.log", "draw", env=env,
+                     cwd=tmp_path, preload=("torch",), seed=3)
+    monkeypatch.setattr(tool_server, "run", lambda *args: None)  # no server: the fallback
+    for name in ("plain-1", "plain-2"):
+        tools.run_python([sys.executable, "-m", "draw"], tmp_path / f"{name}.log", "draw",
+                         env=env, cwd=tmp_path, seed=3)
+    assert drawn(tmp_path / "plain-1.log") == drawn(tmp_path / "plain-2.log") \
+        == drawn(tmp_path / "fork.log")

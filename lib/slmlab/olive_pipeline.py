@@ -49,7 +49,7 @@ def run_olive(args: list[str], log_path: str | Path, cwd: str | Path | None = No
     its random generators seeded with `seed`: Olive's LoRA pass draws the adapter's initial
     weights before its trainer seeds, from whatever state the process is in (unseeded, its
     INT4 accuracy spread 87.5-98.5 % over 13 runs of lab 06). Without that server, as a new
-    `python -m olive` process, which torch seeds at random."""
+    process, seeded the same way."""
     return tools.run_python([sys.executable, "-m", "olive", *args], log_path,
                             f"olive {args[0]}", env=olive_env(), cwd=cwd, preload=OLIVE_PRELOAD,
                             seed=seed)

@@ -18,6 +18,7 @@ after `IDLE_SECONDS` without a command; the next command starts a new one.
 """
 
 import importlib
+import importlib.util
 import json
 import os
 import runpy
@@ -127,5 +128,19 @@ def serve(preload: list[str]) -> None:
         print(REPLY + str(os.waitstatus_to_exitcode(status)), flush=True)
 
 
+def run_seeded(seed: int, module: str, args: list[str]) -> None:
+    """`python -m MODULE ARGS` in this process, its generators seeded first: the plain
+    process `tools.run_python` falls back to without a server draws as a fork would."""
+    for name in ("numpy", "torch"):  # imported here so that they can be seeded
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    seed_imported_generators(seed)
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    if sys.argv[1:2] == ["--seed"]:  # python -m slmlab.tool_server --seed N MODULE ARGS...
+        run_seeded(int(sys.argv[2]), sys.argv[3], sys.argv[4:])
+    else:
+        serve(sys.argv[1:])

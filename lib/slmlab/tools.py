@@ -50,8 +50,8 @@ def run_python(command: list[str], log_path: str | Path, name: str, env: dict | 
                seed: int | None = None) -> float:
     """`run_tool` for a `[sys.executable, "-m", MODULE, *ARGS]` command: run in a fork of
     the module's server (`preload`: libraries it imports up front; `seed`: the fork's random
-    seed), or as a plain process when there is no server or the command is not one of those
-    (which seeds nothing); its seconds, or ToolError."""
+    seed), or as a plain process when there is no server (seeded the same way) or the command
+    is not one of those; its seconds, or ToolError."""
     if command[:2] != [sys.executable, "-m"] or len(command) < 3:
         return run_tool(command, log_path, name, env=env, cwd=cwd)
     log_path = Path(log_path)
@@ -61,6 +61,9 @@ def run_python(command: list[str], log_path: str | Path, name: str, env: dict | 
     code = tool_server.run(command[2], command[3:], log_path, Path(cwd) if cwd else None, env,
                            preload, seed)
     if code is None:  # no server: a process of its own
+        if seed is not None:
+            command = [sys.executable, "-m", "slmlab.tool_server", "--seed", str(seed),
+                       *command[2:]]
         return run_tool(command, log_path, name, env=env, cwd=cwd)
     raise_on_failure(code, log_path, name)
     return time.perf_counter() - start
