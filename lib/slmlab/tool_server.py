@@ -88,17 +88,22 @@ def seed_imported_generators(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
+def _run_as_main(module: str, args: list[str]) -> None:
+    """Run `module` as `python -m MODULE ARGS` would, in this process."""
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
 def _run_child(request: dict) -> None:
     code = 1
     try:
-        if request.get("seed") is not None:
-            seed_imported_generators(request["seed"])
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.chdir(request["cwd"])
-        sys.argv = [request["module"], *request["args"]]
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        if request.get("seed") is not None:
+            seed_imported_generators(request["seed"])
+        _run_as_main(request["module"], request["args"])
         code = 0
     except SystemExit as error:
         code = error.code if isinstance(error.code, int) else int(error.code is not None)
@@ -135,8 +140,7 @@ def run_seeded(seed: int, module: str, args: list[str]) -> None:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
     seed_imported_generators(seed)
-    sys.argv = [module, *args]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    _run_as_main(module, args)
 
 
 if __name__ == "__main__":
