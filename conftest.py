@@ -19,7 +19,7 @@ import pytest
 import zmq
 from jupyter_client.client import KernelClient
 
-from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote
 from slmlab.course import CELL_TIMEOUT_VARIABLE
 
 _start_channels = KernelClient.start_channels
@@ -63,6 +63,12 @@ class _KernelWithSolutionsApart(nbval.plugin.RunningKernel):
 
 
 nbval.plugin.RunningKernel = _KernelWithSolutionsApart
+
+
+# --- Kernels forked from one process that imported the libraries -----------------------
+# nbval's and papermill's kernels start as forks of a zygote (slmlab.kernel_zygote) that
+# imported torch, transformers, PEFT and TRL once, instead of ~8-11 s of imports each.
+kernel_zygote.use_for_kernels()
 
 
 # --- Two workers (`make test` runs `pytest -n 2`) --------------------------------------

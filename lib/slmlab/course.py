@@ -22,7 +22,7 @@ import papermill
 import psutil
 from traitlets.config import Config
 
-from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote
 from slmlab.report import RUN_FILE, last_run_seconds, write_report
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
@@ -57,6 +57,7 @@ CELL_TIMEOUT_VARIABLE = "SLMLAB_CELL_TIMEOUT"
 
 def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
     """Execute one notebook with papermill; returns the executed copy's path."""
+    kernel_zygote.use_for_kernels()  # its kernel skips the imports an earlier one did
     timeout = os.environ.get(CELL_TIMEOUT_VARIABLE)
     out_dir = runs_dir / notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,8 +80,11 @@ class TreeMemory:
     """Peak RSS (MB) summed over the children this process starts while measuring and their
     descendants (and itself, with `include_self`), sampled in a thread. Children that were
     already running are not the measured work's (a test runner's server, a pool's
-    forkserver), nor is anything they fork meanwhile: both are left out. Pages that forked
-    processes share count once per process: an upper bound."""
+    forkserver), nor is anything they fork meanwhile: both are left out. Kernels are the
+    exception: a kernel zygote of this process (`kernel_zygote`) forks them for this
+    process, so the kernels it starts while measuring count, and the zygote itself does not
+    (its pages are the libraries its kernels share and count). Pages that forked processes
+    share count once per process: an upper bound."""
 
     def __init__(self, every_s: float = 0.2, include_self: bool = True):
         self.every_s, self.include_self, self.peak_mb = every_s, include_self, 0.0
@@ -88,12 +92,23 @@ class TreeMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._earlier: set[int] = set()
 
+    @staticmethod
+    def _children_and_kernels(me: psutil.Process) -> list[psutil.Process]:
+        zygotes = kernel_zygote.zygote_pids()
+        children = []
+        for child in me.children():
+            try:
+                children += child.children() if child.pid in zygotes else [child]
+            except psutil.Error:  # it just ended
+                pass
+        return children
+
     def _sample(self) -> None:
         me = psutil.Process()
         while not self._done.is_set():
             total = 0
             started = []
-            for child in me.children():
+            for child in self._children_and_kernels(me):
                 if child.pid not in self._earlier:
                     try:
                         started += [child, *child.children(recursive=True)]
@@ -108,7 +123,7 @@ class TreeMemory:
             time.sleep(self.every_s)
 
     def __enter__(self):
-        self._earlier = {p.pid for p in psutil.Process().children()}
+        self._earlier = {p.pid for p in self._children_and_kernels(psutil.Process())}
         self._thread.start()
         return self
 

@@ -77,15 +77,17 @@ def server(module: str, env: dict, preload: tuple[str, ...] = ()) -> subprocess.
     return _servers.get(_key((*preload, module), env))
 
 
-def seed_imported_generators(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators, where imported (the server's modules)."""
+def seed_imported_generators(seed: int | None) -> None:
+    """Seed Python's, NumPy's and torch's generators, where imported (the server's modules);
+    None: from the OS, as a new process seeds them (a fork starts with its parent's state)."""
     import random
 
     random.seed(seed)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(seed)
     if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
+        torch = sys.modules["torch"]
+        torch.manual_seed(seed) if seed is not None else torch.seed()
 
 
 def _run_as_main(module: str, args: list[str]) -> None:

@@ -1,0 +1,251 @@
+"""Notebook kernels started as forks of one process that imported the course's libraries.
+
+Every lab's first cell imports torch, transformers, PEFT, TRL and datasets: ~8-11 s of one
+core per kernel, and the test suite and `make course` start dozens of kernels. This module
+is a Jupyter kernel provisioner (`slmlab-zygote`, registered in pyproject.toml) whose
+kernels are forks of a *zygote* (`python -m slmlab.kernel_zygote`) that imported those
+libraries once. A fork runs `python -m ipykernel_launcher -f CONNECTION_FILE` as the
+kernel spec says, in its own session, with the working directory, environment and
+standard streams a plain launch would give it, and its random generators reseeded from
+the OS as a new process's are. One zygote per environment (libraries read it when
+imported). The first kernel of an environment is a plain process, and the second starts
+the zygote (its imports then cost what that kernel's own would have): a process that
+starts one kernel pays nothing for a zygote. Without a zygote, plain processes.
+Selected with `JUPYTER_DEFAULT_PROVISIONER_NAME=slmlab-zygote` (`use_for_kernels`: the test
+suite and the course runner); learners' Jupyter keeps the stock provisioner. A fork is
+not the client's child, so the client cannot read its exit status: it reports -1.
+"""
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from collections import Counter
+
+from jupyter_client.provisioning import LocalProvisioner
+
+PROVISIONER = "slmlab-zygote"
+PRELOAD = ("slmlab", "ipykernel.kernelapp", "torch", "transformers", "peft", "trl", "datasets",
+           "slmlab.sft", "slmlab.metrics", "slmlab.task", "slmlab.train_loop", "slmlab.widgets")
+IDLE_SECONDS = 120.0  # a zygote with no kernel left and no request for this long exits
+# ipykernel sets this before any user code runs; matplotlib reads it when imported
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+_zygotes: dict[str, tuple[subprocess.Popen, socket.socket]] = {}
+_launches: Counter[str] = Counter()  # kernels asked for, per environment
+_lock = threading.Lock()
+
+
+def use_for_kernels() -> None:
+    """Kernels that this process (and its children) start from now on are forks."""
+    os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = PROVISIONER
+
+
+def zygote_pids() -> set[int]:
+    """The live zygotes this process started (their kernels are this process's work)."""
+    return {process.pid for process, _ in _zygotes.values() if process.poll() is None}
+
+
+def _imported_with(env: dict) -> dict:
+    """The environment a zygote imports under: the kernel's, less what differs per kernel
+    and only the kernel reads (JPY_PARENT_PID stays: ipykernel reads it when imported)."""
+    return {k: v for k, v in env.items() if k != "JPY_SESSION_NAME"}
+
+
+def _key(env: dict) -> str:
+    return json.dumps(sorted(_imported_with(env).items()))
+
+
+class ForkedKernel:
+    """The subprocess.Popen calls jupyter_client makes, for a kernel forked by a zygote."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+        try:  # a pidfd names this process even after its pid is reused
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._pidfd, self.returncode = None, -1
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self.returncode = -1
+            os.close(self._pidfd)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            signal.pidfd_send_signal(self._pidfd, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class ZygoteProvisioner(LocalProvisioner):
+    """LocalProvisioner whose kernels are forks of a zygote (plain processes without one)."""
+
+    async def launch_kernel(self, cmd: list[str], **kwargs):
+        pid = fork_kernel(cmd, kwargs)
+        if pid is None:
+            return await super().launch_kernel(cmd, **kwargs)
+        self.process, self.pid, self.pgid = ForkedKernel(pid), pid, pid  # its own session
+        self.cwd = kwargs.get("cwd") or os.getcwd()
+        return self.connection_info
+
+
+def _stream(value, default: int) -> int | None:
+    """The file descriptor a Popen argument names (None: inherit), or None for PIPE."""
+    if value is None:
+        return default
+    if isinstance(value, int):
+        return value if value >= 0 else (None if value == subprocess.PIPE else default)
+    return value.fileno()
+
+
+def fork_kernel(cmd: list[str], kwargs: dict) -> int | None:
+    """Fork `cmd` (`python -m MODULE ARGS`) from the zygote for its environment: the
+    kernel's pid, or None when it must be launched as a plain process."""
+    if cmd[:2] != [sys.executable, "-m"] or len(cmd) < 3:
+        return None
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        # jupyter_client gives a kernel a pipe as stdin that it never writes: /dev/null
+        fds = [devnull, _stream(kwargs.get("stdout"), 1), _stream(kwargs.get("stderr"), 2)]
+        if None in fds[1:]:  # the caller reads a pipe: only a plain launch gives it one
+            return None
+        env = dict(kwargs.get("env") or os.environ)
+        if not kwargs.get("independent"):  # what jupyter_client's launch_kernel sets
+            env["JPY_PARENT_PID"] = str(os.getpid())
+        request = json.dumps({"module": cmd[2], "args": [os.path.expanduser(a) for a in cmd[3:]],
+                              "env": env,
+                              "cwd": str(kwargs.get("cwd") or os.getcwd())}).encode()
+        with _lock:
+            _launches[_key(env)] += 1
+            if _launches[_key(env)] == 1 and _key(env) not in _zygotes:
+                return None  # a process that starts one kernel must not pay for a zygote
+            zygote = _zygote(env)
+            if zygote is None:
+                return None
+            try:
+                socket.send_fds(zygote[1], [request], fds)
+                reply = zygote[1].recv(64)
+                return int(json.loads(reply)["pid"])
+            except (OSError, ValueError, KeyError):  # it died: plain processes from now on
+                _zygotes.pop(_key(env), None)
+                return None
+    finally:
+        os.close(devnull)
+
+
+def _zygote(env: dict) -> tuple[subprocess.Popen, socket.socket] | None:
+    key = _key(env)
+    zygote = _zygotes.get(key)
+    if zygote is not None and zygote[0].poll() is None:
+        return zygote
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    zygote_env = _imported_with(env)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "slmlab.kernel_zygote",
+                                    str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                                   env=zygote_env, stdin=subprocess.DEVNULL)
+    except OSError:
+        return None
+    finally:
+        theirs.close()
+    _zygotes[key] = (process, ours)
+    return _zygotes[key]
+
+
+# --- the zygote ---------------------------------------------------------------------------
+
+def _child(request: dict, fds: list[int], ready: int, connection: socket.socket) -> None:
+    """In the fork: become the kernel process a plain launch would have started."""
+    code = 1
+    try:
+        os.setsid()  # its own session and process group, as jupyter_client starts kernels
+        os.write(ready, b"x")
+        os.close(ready)
+        connection.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # kernel interrupts
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
+        from slmlab import tool_server
+
+        tool_server.seed_imported_generators(None)  # from the OS, as a new process seeds
+        tool_server._run_as_main(request["module"], request["args"])
+        code = 0
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else int(error.code is not None)
+    except BaseException:  # noqa: BLE001 - a failed start ends in the kernel's stderr
+        traceback.print_exc()
+    finally:
+        import atexit
+
+        atexit._run_exitfuncs()  # what the interpreter runs when a process ends
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def serve(connection: socket.socket) -> None:
+    """Import PRELOAD, then fork a kernel per request until the client goes away, or until
+    IDLE_SECONDS pass with no kernel alive and no request. No threads: fork copies only the
+    calling one."""
+    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - a kernel imports what it needs itself
+            pass
+    children: set[int] = set()
+    while True:
+        for pid in list(children):  # reap the kernels that ended
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                children.discard(pid)
+        if not select.select([connection], [], [], IDLE_SECONDS if not children else 1.0)[0]:
+            if not children:
+                return
+            continue
+        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+        if not message:  # the client is gone; its kernels see it and end
+            return
+        ready, signal_ready = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready)
+            _child(json.loads(message), fds, signal_ready, connection)
+        os.close(signal_ready)
+        os.read(ready, 1)  # its setsid() is done: killpg(pid) reaches the kernel only
+        os.close(ready)
+        for fd in fds:
+            os.close(fd)
+        children.add(pid)
+        connection.send(json.dumps({"pid": pid}).encode())
+
+
+if __name__ == "__main__":
+    serve(socket.socket(fileno=int(sys.argv[1])))

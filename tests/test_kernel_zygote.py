@@ -1,0 +1,136 @@
+"""Kernels forked from a zygote behave as plainly launched kernels do (slmlab.kernel_zygote)."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from jupyter_client import KernelManager
+
+from slmlab import kernel_zygote
+from slmlab.course import TreeMemory
+
+REPORT = ("import json, os, random, sys, torch\n"
+          "print(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'cwd': os.getcwd(),"
+          " 'marker': os.environ.get('ZYGOTE_TEST'), 'path': sys.path,"
+          " 'draws': [random.random(), torch.rand(1).item()],"
+          " 'session': os.getsid(0) == os.getpid(), 'torch_loaded_first': 'peft' in sys.modules}))")
+
+
+def run_cell(client, code: str, timeout: float = 60) -> tuple[str, dict]:
+    """(stdout, reply content) of one cell."""
+    msg_id = client.execute(code)
+    printed = ""
+    while True:
+        message = client.get_iopub_msg(timeout=timeout)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "stream":
+            printed += message["content"]["text"]
+        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            break
+    return printed, client.get_shell_msg(timeout=timeout)["content"]
+
+
+@pytest.fixture
+def start_kernel(tmp_path):
+    managers = []
+
+    def start(env: dict):
+        manager = KernelManager(kernel_name="python3")
+        manager.start_kernel(env=env, cwd=str(tmp_path))
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=120)
+        managers.append((manager, client))
+        return manager, client
+
+    yield start
+    for manager, client in managers:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_kernels_after_the_first_are_forks_that_behave_as_plain_kernels(start_kernel, tmp_path):
+    assert os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] == kernel_zygote.PROVISIONER
+    # an environment of this test's own: its first kernel is plain, the next ones are forks
+    env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
+    reports = []
+    for _ in range(3):
+        _, client = start_kernel(env)
+        printed, reply = run_cell(client, REPORT)
+        assert reply["status"] == "ok", reply
+        reports.append(json.loads(printed))
+    plain, *forks = reports
+    zygotes = kernel_zygote.zygote_pids()
+    assert plain["ppid"] == os.getpid()
+    assert all(f["ppid"] in zygotes and f["ppid"] != os.getpid() for f in forks), forks
+    assert forks[0]["torch_loaded_first"] and not plain["torch_loaded_first"]
+    for report in reports:  # what a plain launch gives a kernel
+        assert report["cwd"] == str(tmp_path)
+        assert report["path"] == plain["path"]  # where imports look, as in a plain kernel
+        assert report["marker"] == env["ZYGOTE_TEST"]
+        assert report["session"], "a kernel leads its own session (killpg reaches only it)"
+    # each fork draws from the OS as a new process does, not from the zygote's state
+    assert len({tuple(r["draws"]) for r in reports}) == 3
+
+
+@pytest.mark.slow
+def test_a_forked_kernel_is_interrupted_writes_to_the_callers_stderr_and_ends(start_kernel,
+                                                                             tmp_path):
+    env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
+    start_kernel(env)  # the plain one; the next starts the zygote
+    log = tmp_path / "stderr.log"
+    terminal = os.dup(2)
+    with open(log, "wb") as file:
+        os.dup2(file.fileno(), 2)
+    try:
+        manager, client = start_kernel(env)
+    finally:
+        os.dup2(terminal, 2)
+        os.close(terminal)
+    assert isinstance(manager.provisioner.process, kernel_zygote.ForkedKernel)
+    run_cell(client, "import os; os.write(2, b'written by the kernel\\n')")
+    assert "written by the kernel" in log.read_text()
+    # interrupt: jupyter_client signals the kernel's process group
+    msg_id = client.execute("import time\ntime.sleep(60)")
+    time.sleep(2)
+    manager.interrupt_kernel()
+    started = time.monotonic()
+    while True:
+        reply = client.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert time.monotonic() - started < 20
+    pid = manager.provisioner.pid
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+    assert not manager.is_alive()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.slow
+def test_tree_memory_counts_the_kernels_a_zygote_forks_while_measuring(start_kernel):
+    env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
+    start_kernel(env)
+    start_kernel(env)  # the zygote exists now, started before the measurement
+    with TreeMemory(include_self=False, every_s=0.05) as memory:
+        _, client = start_kernel(env)
+        run_cell(client, "import torch, time\nheld = torch.ones(300_000_000 // 4)\n"
+                         "time.sleep(1)")
+    assert memory.peak_mb >= 280, memory.peak_mb
+
+
+def test_a_kernel_command_that_is_not_a_python_module_launches_plainly():
+    assert kernel_zygote.fork_kernel(["/bin/true"], {}) is None
+    assert kernel_zygote.fork_kernel([sys.executable, "script.py"], {}) is None
+    # a caller that reads the kernel's output through a pipe gets a plain process
+    assert kernel_zygote.fork_kernel([sys.executable, "-m", "ipykernel_launcher"],
+                                     {"stdout": subprocess.PIPE}) is None
