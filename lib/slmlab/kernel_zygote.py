@@ -42,8 +42,12 @@ _lock = threading.Lock()
 
 
 def use_for_kernels() -> None:
-    """Kernels that this process (and its children) start from now on are forks."""
-    os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = PROVISIONER
+    """Kernels that this process (and its children) start from now on are forks, where the
+    provisioner is registered (an install older than pyproject.toml's entry point: plain)."""
+    from importlib.metadata import entry_points
+
+    if entry_points(group="jupyter_client.kernel_provisioners", name=PROVISIONER):
+        os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = PROVISIONER
 
 
 def zygote_pids() -> set[int]:
