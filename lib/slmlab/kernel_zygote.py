@@ -138,26 +138,26 @@ def fork_kernel(cmd: list[str], kwargs: dict) -> int | None:
         request = json.dumps({"module": cmd[2], "args": [os.path.expanduser(a) for a in cmd[3:]],
                               "env": env,
                               "cwd": str(kwargs.get("cwd") or os.getcwd())}).encode()
+        key = _key(env)
         with _lock:
-            _launches[_key(env)] += 1
-            if _launches[_key(env)] == 1 and _key(env) not in _zygotes:
+            _launches[key] += 1
+            if _launches[key] == 1 and key not in _zygotes:
                 return None  # a process that starts one kernel must not pay for a zygote
-            zygote = _zygote(env)
+            zygote = _zygote(key, env)
             if zygote is None:
                 return None
             try:
                 socket.send_fds(zygote[1], [request], fds)
                 reply = zygote[1].recv(64)
                 return int(json.loads(reply)["pid"])
-            except (OSError, ValueError, KeyError):  # it died: plain processes from now on
-                _zygotes.pop(_key(env), None)
+            except (OSError, ValueError, KeyError):  # it died: this kernel plain, the next
+                _zygotes.pop(key, None)              # one starts a new zygote
                 return None
     finally:
         os.close(devnull)
 
 
-def _zygote(env: dict) -> tuple[subprocess.Popen, socket.socket] | None:
-    key = _key(env)
+def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket] | None:
     zygote = _zygotes.get(key)
     if zygote is not None and zygote[0].poll() is None:
         return zygote
