@@ -16,7 +16,8 @@ from slmlab.course import TreeMemory
 
 REPORT = ("import json, os, random, sys, torch\n"
           "print(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'cwd': os.getcwd(),"
-          " 'marker': os.environ.get('ZYGOTE_TEST'), 'path': sys.path,"
+          " 'marker': os.environ.get('ZYGOTE_TEST'),"
+          " 'test': os.environ.get('PYTEST_CURRENT_TEST'), 'path': sys.path,"
           " 'draws': [random.random(), torch.rand(1).item()],"
           " 'session': os.getsid(0) == os.getpid(), 'torch_loaded_first': 'peft' in sys.modules}))")
 
@@ -40,9 +41,9 @@ def run_cell(client, code: str, timeout: float = 60) -> tuple[str, dict]:
 def start_kernel(tmp_path):
     managers = []
 
-    def start(env: dict):
+    def start(env: dict, **launch):
         manager = KernelManager(kernel_name="python3")
-        manager.start_kernel(env=env, cwd=str(tmp_path))
+        manager.start_kernel(env=env, cwd=str(tmp_path), **launch)
         client = manager.client()
         client.start_channels()
         client.wait_for_ready(timeout=120)
@@ -58,11 +59,17 @@ def start_kernel(tmp_path):
 @pytest.mark.slow
 def test_kernels_after_the_first_are_forks_that_behave_as_plain_kernels(start_kernel, tmp_path):
     assert os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] == kernel_zygote.PROVISIONER
-    # an environment of this test's own: its first kernel is plain, the next ones are forks
+    # an environment of this test's own. The first kernel reads its output through a pipe,
+    # which only a plain launch gives: the plain kernel to compare with. The next kernel
+    # asked for starts the zygote and is its first fork; the one after, its second.
     env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
     reports = []
-    for _ in range(3):
-        _, client = start_kernel(env)
+    for notebook in range(3):
+        # pytest names the running test in the environment (nbval: each notebook's cells):
+        # another value there is still the same environment for the libraries
+        test = f"solutions/0{notebook}_lab.ipynb::Cell 0 (setup)"
+        launch = {"stdout": subprocess.PIPE} if notebook == 0 else {}
+        _, client = start_kernel(dict(env, PYTEST_CURRENT_TEST=test), **launch)
         printed, reply = run_cell(client, REPORT)
         assert reply["status"] == "ok", reply
         reports.append(json.loads(printed))
@@ -76,6 +83,7 @@ def test_kernels_after_the_first_are_forks_that_behave_as_plain_kernels(start_ke
         assert report["path"] == plain["path"]  # where imports look, as in a plain kernel
         assert report["marker"] == env["ZYGOTE_TEST"]
         assert report["session"], "a kernel leads its own session (killpg reaches only it)"
+    assert [r["test"][:12] for r in reports] == [f"solutions/0{n}" for n in range(3)]
     # each fork draws from the OS as a new process does, not from the zygote's state
     assert len({tuple(r["draws"]) for r in reports}) == 3
 
@@ -84,7 +92,6 @@ def test_kernels_after_the_first_are_forks_that_behave_as_plain_kernels(start_ke
 def test_a_forked_kernel_is_interrupted_writes_to_the_callers_stderr_and_ends(start_kernel,
                                                                              tmp_path):
     env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
-    start_kernel(env)  # the plain one; the next starts the zygote
     log = tmp_path / "stderr.log"
     terminal = os.dup(2)
     with open(log, "wb") as file:
@@ -119,7 +126,6 @@ def test_a_forked_kernel_is_interrupted_writes_to_the_callers_stderr_and_ends(st
 @pytest.mark.slow
 def test_tree_memory_counts_the_kernels_a_zygote_forks_while_measuring(start_kernel):
     env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
-    start_kernel(env)
     start_kernel(env)  # the zygote exists now, started before the measurement
     with TreeMemory(include_self=False, every_s=0.05) as memory:
         _, client = start_kernel(env)

@@ -8,9 +8,9 @@ libraries once. A fork runs `python -m ipykernel_launcher -f CONNECTION_FILE` as
 kernel spec says, in its own session, with the working directory, environment and
 standard streams a plain launch would give it, and its random generators reseeded from
 the OS as a new process's are. One zygote per environment (libraries read it when
-imported). The first kernel of an environment is a plain process, and the second starts
-the zygote (its imports then cost what that kernel's own would have): a process that
-starts one kernel pays nothing for a zygote. Without a zygote, plain processes.
+imported), started by the first kernel asked for: that kernel waits for the zygote's
+imports instead of its own, and every later one starts at once. Without a zygote (it could
+not start, or died), plain processes.
 Selected with `JUPYTER_DEFAULT_PROVISIONER_NAME=slmlab-zygote` (`use_for_kernels`: the test
 suite and the course runner); learners' Jupyter keeps the stock provisioner. A fork is
 not the client's child, so the client cannot read its exit status: it reports -1.
@@ -24,10 +24,10 @@ import socket
 import subprocess
 import sys
 import threading
-import traceback
-from collections import Counter
 
 from jupyter_client.provisioning import LocalProvisioner
+
+from slmlab import tool_server
 
 PROVISIONER = "slmlab-zygote"
 PRELOAD = ("slmlab", "ipykernel.kernelapp", "torch", "transformers", "peft", "trl", "datasets",
@@ -37,7 +37,6 @@ IDLE_SECONDS = 120.0  # a zygote with no kernel left and no request for this lon
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 _zygotes: dict[str, tuple[subprocess.Popen, socket.socket]] = {}
-_launches: Counter[str] = Counter()  # kernels asked for, per environment
 _lock = threading.Lock()
 
 
@@ -55,10 +54,17 @@ def zygote_pids() -> set[int]:
     return {process.pid for process, _ in _zygotes.values() if process.poll() is None}
 
 
+# Variables that differ from kernel to kernel and that only a running kernel reads, never a
+# library at import: pytest names the running test in PYTEST_CURRENT_TEST (ipykernel reads it
+# when its streams start), so under pytest every notebook had an environment of its own and
+# every kernel started as the first, plain one.
+PER_KERNEL_VARIABLES = frozenset({"JPY_SESSION_NAME", "PYTEST_CURRENT_TEST"})
+
+
 def _imported_with(env: dict) -> dict:
     """The environment a zygote imports under: the kernel's, less what differs per kernel
     and only the kernel reads (JPY_PARENT_PID stays: ipykernel reads it when imported)."""
-    return {k: v for k, v in env.items() if k != "JPY_SESSION_NAME"}
+    return {k: v for k, v in env.items() if k not in PER_KERNEL_VARIABLES}
 
 
 def _key(env: dict) -> str:
@@ -140,9 +146,6 @@ def fork_kernel(cmd: list[str], kwargs: dict) -> int | None:
                               "cwd": str(kwargs.get("cwd") or os.getcwd())}).encode()
         key = _key(env)
         with _lock:
-            _launches[key] += 1
-            if _launches[key] == 1 and key not in _zygotes:
-                return None  # a process that starts one kernel must not pay for a zygote
             zygote = _zygote(key, env)
             if zygote is None:
                 return None
@@ -179,8 +182,8 @@ def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket] | Non
 
 def _child(request: dict, fds: list[int], ready: int, connection: socket.socket) -> None:
     """In the fork: become the kernel process a plain launch would have started."""
-    code = 1
-    try:
+
+    def work() -> None:
         os.setsid()  # its own session and process group, as jupyter_client starts kernels
         os.write(ready, b"x")
         os.close(ready)
@@ -194,25 +197,10 @@ def _child(request: dict, fds: list[int], ready: int, connection: socket.socket)
         os.environ.clear()
         os.environ.update(request["env"])
         sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
-        from slmlab import tool_server
-
         tool_server.seed_imported_generators(None)  # from the OS, as a new process seeds
         tool_server._run_as_main(request["module"], request["args"])
-        code = 0
-    except SystemExit as error:
-        code = error.code if isinstance(error.code, int) else int(error.code is not None)
-    except BaseException:  # noqa: BLE001 - a failed start ends in the kernel's stderr
-        traceback.print_exc()
-    finally:
-        import atexit
 
-        atexit._run_exitfuncs()  # what the interpreter runs when a process ends
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+    tool_server.exit_with_outcome(work, run_atexit=True)  # a kernel ends as a process does
 
 
 def serve(connection: socket.socket) -> None:

@@ -27,7 +27,9 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 REPLY = "slmlab-tool-exit "  # marks the server's answers among anything a library prints
 IDLE_SECONDS = float(os.environ.get("SLMLAB_TOOL_SERVER_IDLE", 120))
@@ -96,9 +98,34 @@ def _run_as_main(module: str, args: list[str]) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def _run_child(request: dict) -> None:
+def exit_with_outcome(work: Callable[[], None], run_atexit: bool = False) -> NoReturn:
+    """End this fork as a process that ran `work` would: exit code 0, a SystemExit's code,
+    or 1 with the traceback on stderr; streams flushed (and the atexit functions run, as an
+    interpreter's exit does, if `run_atexit`). A fork must never return into its parent's
+    loop."""
     code = 1
     try:
+        work()
+        code = 0
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else int(error.code is not None)
+    except BaseException:  # noqa: BLE001 - whatever the work raises ends on its stderr
+        traceback.print_exc()
+    finally:
+        if run_atexit:
+            import atexit
+
+            atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a tool may have closed it
+                pass
+        os._exit(code)
+
+
+def _run_child(request: dict) -> NoReturn:
+    def work() -> None:
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -106,18 +133,8 @@ def _run_child(request: dict) -> None:
         if request.get("seed") is not None:
             seed_imported_generators(request["seed"])
         _run_as_main(request["module"], request["args"])
-        code = 0
-    except SystemExit as error:
-        code = error.code if isinstance(error.code, int) else int(error.code is not None)
-    except BaseException:  # noqa: BLE001 - whatever the tool raises ends in its log
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a tool may have closed it
-                pass
-        os._exit(code)  # the child must never return into the server's loop
+
+    exit_with_outcome(work)
 
 
 def serve(preload: list[str]) -> None:
