@@ -160,8 +160,10 @@ def test_a_fresh_clone_starts_the_labs_its_readme_times_longest_first(tmp_path):
     labs = sorted((REPO_ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
     ordered = [lab.stem[:2] for lab in longest_first(labs, tmp_path)]  # no runs in tmp_path
     assert ordered == list(FIRST_RUN_ORDER)
-    readme_seconds = {number: float(seconds) for number, seconds in re.findall(
-        r"\| lab (\d\d) seconds \| ([0-9.]+) \|", (REPO_ROOT / "README.md").read_text())}
+    readme_seconds = {}  # the first Results table: the newest run
+    for number, seconds in re.findall(r"\| lab (\d\d) seconds \| ([0-9.]+) \|",
+                                      (REPO_ROOT / "README.md").read_text()):
+        readme_seconds.setdefault(number, float(seconds))
     assert sorted(readme_seconds, key=readme_seconds.get, reverse=True) == ordered
 
 

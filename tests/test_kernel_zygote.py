@@ -57,7 +57,7 @@ def start_kernel(tmp_path):
 
 
 @pytest.mark.slow
-def test_kernels_after_the_first_are_forks_that_behave_as_plain_kernels(start_kernel, tmp_path):
+def test_kernels_are_forks_that_behave_as_a_plain_kernel(start_kernel, tmp_path):
     assert os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] == kernel_zygote.PROVISIONER
     # an environment of this test's own. The first kernel reads its output through a pipe,
     # which only a plain launch gives: the plain kernel to compare with. The next kernel
