@@ -144,6 +144,7 @@ def run_all_cells(page, url: str, notebook: str) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
+@pytest.mark.slow
 def test_lab_02_slider_in_jupyterlab_shows_the_count_for_the_new_rank(page, jupyterlab):
     from slmlab import presets, zoo
     from slmlab.course import QUICK_PARAMETERS
@@ -173,6 +174,7 @@ def test_lab_02_slider_in_jupyterlab_shows_the_count_for_the_new_rank(page, jupy
     page.screenshot(path=str(SCREENSHOTS / "lab02_lora_budget.png"))
 
 
+@pytest.mark.slow
 def test_lab_05_playground_in_jupyterlab_answers_a_typed_prompt(page, jupyterlab):
     run_all_cells(page, jupyterlab("05_merge_int4_export"), "05_merge_int4_export.ipynb")
     box = page.locator(".widget-textarea textarea")

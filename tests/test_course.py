@@ -9,6 +9,7 @@ import time
 
 import nbformat
 import papermill
+import pytest
 
 from slmlab import REPO_ROOT
 from slmlab.course import (
@@ -38,6 +39,7 @@ def tiny_lab(path, body: str):
     return path
 
 
+@pytest.mark.slow
 def test_labs_run_side_by_side_with_one_thread_each_and_a_failure_is_reported(tmp_path, capsys):
     labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
     labs_dir.mkdir()

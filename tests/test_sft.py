@@ -64,6 +64,7 @@ def run_script(output_dir: Path, *extra: str) -> dict:
     return json.loads((output_dir / "train_summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_script_under_accelerate_trains_saves_and_resumes(tmp_path):
     first = run_script(tmp_path, "--max-steps", "4")
     assert first["global_step"] == 4
@@ -99,6 +100,7 @@ def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
     assert fourth["source"] == "trained" and fourth["key"] != first["key"]
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_to_the_same_adapter(tmp_path):
     from safetensors.torch import load_file
 

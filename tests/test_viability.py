@@ -7,6 +7,8 @@ import pytest
 
 from slmlab.viability import measure
 
+pytestmark = pytest.mark.slow  # the shared fixture trains a LoRA adapter
+
 
 @pytest.fixture(scope="module")
 def figures():

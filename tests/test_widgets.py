@@ -64,6 +64,7 @@ def test_streamed_pytorch_answer_is_greedy_generate_token_for_token(teacher):
     assert streamed
 
 
+@pytest.mark.slow
 def test_streamed_onnx_answer_and_tone_match_pytorch(teacher, tmp_path):
     import onnxruntime_genai as og
 
@@ -186,6 +187,7 @@ def test_no_lab_widget_captures_output_in_an_output_widget():
     assert "widgets.Output(" not in inspect.getsource(widgets)
 
 
+@pytest.mark.slow
 def test_one_onnx_base_answers_with_each_adapter_and_with_none(teacher, tmp_path):
     """Lab 06's switch on an adapter graph built here: with a zero LoRA B the adapter must
     change nothing, and without any adapter the base answers as it does alone."""
