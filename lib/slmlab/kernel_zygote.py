@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+from typing import NoReturn
 
 from jupyter_client.provisioning import LocalProvisioner
 
@@ -180,9 +181,9 @@ def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket] | Non
 
 # --- the zygote ---------------------------------------------------------------------------
 
-def _child(request: dict, fds: list[int], ready: int, connection: socket.socket) -> None:
-    """In the fork: become the kernel process a plain launch would have started."""
-
+def _child(request: dict, fds: list[int], ready: int, connection: socket.socket) -> NoReturn:
+    """In the fork: become the kernel process a plain launch would have started; it never
+    returns into the zygote's loop."""
     def work() -> None:
         os.setsid()  # its own session and process group, as jupyter_client starts kernels
         os.write(ready, b"x")
