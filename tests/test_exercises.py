@@ -238,11 +238,11 @@ def test_llama_module_names_in_a_phi3_lora_config_are_rejected():
     from slmlab import sft
 
     def llama(r):
-        return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, task_type="CAUSAL_LM",
+        return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, task_type="CAUSAL_LM",
                           target_modules=["q_proj", "v_proj"])
 
     _cases_reject("make_lora_config", llama,
-                  lambda r: sft.lora_config(r, alpha=2 * r, dropout=0.05), [(4,), (16,)])
+                  lambda r: sft.lora_config(r, alpha=2 * r, dropout=0.0), [(4,), (16,)])
 
 
 def test_a_prompt_without_its_last_newline_is_rejected(tone_rows):

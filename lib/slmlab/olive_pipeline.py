@@ -67,7 +67,8 @@ def lora_passes(r: int, steps: int, lr: float = 3e-3, batch_size: int = 16, seed
                 precision: str = "int4") -> dict:
     """Olive passes: LoRA (or QLoRA) -> merge the adapter -> ModelBuilder, CPU settings."""
     return {
-        "lora": {"type": pass_type, "r": r, "alpha": 2 * r, "lora_dropout": 0.05,
+        # lab 03's recipe: no dropout (Olive's default is 0.05)
+        "lora": {"type": pass_type, "r": r, "alpha": 2 * r, "lora_dropout": 0.0,
                  "target_modules": list(PHI3_LORA_TARGETS), "torch_dtype": "float32",
                  "train_data_config": train_data,
                  "training_args": {"max_steps": steps, "learning_rate": lr, "seed": seed,
