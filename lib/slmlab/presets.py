@@ -21,7 +21,7 @@ def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0) -> LoraConfig
     """LoRA on Phi-3's fused projections (qkv_proj, gate_up_proj) and the others.
 
     No dropout by default: the course's 150-step runs do not overfit (lab 03's validation
-    loss still falls at the end), and on a CPU a dropout mask per adapted input costs ~15 %
+    loss still falls at the end), and on a CPU a dropout mask per adapted input costs 9-15 %
     of each step. Raise it (0.05-0.1) when validation loss turns up (lab 03's remedies).
     """
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
