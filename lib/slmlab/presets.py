@@ -11,19 +11,20 @@ import torch
 from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
 
 PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+# The course's LoRA dropout (lab 03's recipe; the SFT presets, the adapter cache's key and
+# Olive's LoRA pass read it here). None: its 150-step runs do not overfit (lab 03's
+# validation loss still falls at the end), and on a CPU a dropout mask per adapted input
+# costs 9-15 % of each step. Raise it (0.05-0.1) when validation loss turns up (lab 03's
+# remedies).
+LORA_DROPOUT = 0.0
 # microsoft/Phi-3-mini-4k-instruct's shape (its config.json), for figures beside the zoo's
 PHI3_MINI_SHAPE = {"hidden_size": 3072, "num_hidden_layers": 32, "intermediate_size": 8192,
                    "vocab_size": 32064, "num_attention_heads": 32, "num_key_value_heads": 32,
                    "tie_word_embeddings": False}
 
 
-def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0) -> LoraConfig:
-    """LoRA on Phi-3's fused projections (qkv_proj, gate_up_proj) and the others.
-
-    No dropout by default: the course's 150-step runs do not overfit (lab 03's validation
-    loss still falls at the end), and on a CPU a dropout mask per adapted input costs 9-15 %
-    of each step. Raise it (0.05-0.1) when validation loss turns up (lab 03's remedies).
-    """
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = LORA_DROPOUT) -> LoraConfig:
+    """LoRA on Phi-3's fused projections (qkv_proj, gate_up_proj) and the others."""
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                       target_modules=PHI3_LORA_TARGETS, task_type="CAUSAL_LM")
 

@@ -23,7 +23,7 @@ from trl import SFTConfig, SFTTrainer
 
 from slmlab import artifact_cache, saving, task, zoo
 from slmlab.data import load_tone
-from slmlab.presets import lora_config
+from slmlab.presets import LORA_DROPOUT, lora_config
 
 
 def score_labelled_positions_only() -> None:
@@ -89,7 +89,7 @@ class StopAfter(TrainerCallback):
 
 
 def build_trainer(model_id: str, output_dir: str | Path, template: str = "text",
-                  r: int = 8, alpha: int = 16, dropout: float = 0.0, model=None,
+                  r: int = 8, alpha: int = 16, dropout: float = LORA_DROPOUT, model=None,
                   train_rows=None, trainer_class: type[SFTTrainer] = SFTTrainer,
                   **config) -> SFTTrainer:
     """An SFTTrainer for LoRA with the tone train (or `train_rows`) and validation splits.
@@ -123,7 +123,7 @@ def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
     says which happened; `info["train_seconds"]` is the original training time either way.
     """
     rows = list(load_tone("train") if rows is None else rows)
-    settings = {"recipe": "sft.train_adapter", "r": r, "alpha": 2 * r, "dropout": 0.0,
+    settings = {"recipe": "sft.train_adapter", "r": r, "alpha": 2 * r, "dropout": LORA_DROPOUT,
                 "max_steps": max_steps, "learning_rate": learning_rate,
                 "batch_size": batch_size, "seed": seed,
                 # this file's code too: a changed preset (sft_config) must not reuse old adapters
