@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from trl import SFTTrainer
 
 from slmlab import REPO_ROOT
 from slmlab.sft import sft_config, sft_dataset
@@ -64,19 +65,6 @@ def run_script(output_dir: Path, *extra: str) -> dict:
     return json.loads((output_dir / "train_summary.json").read_text())
 
 
-@pytest.mark.slow
-def test_script_under_accelerate_trains_saves_and_resumes(tmp_path):
-    first = run_script(tmp_path, "--max-steps", "4")
-    assert first["global_step"] == 4
-    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
-    assert (tmp_path / "checkpoint-4").is_dir()
-    # a later run with --resume continues from checkpoint-4 instead of starting over
-    resumed = run_script(tmp_path, "--max-steps", "6", "--resume")
-    assert resumed["global_step"] == 6
-    assert resumed["resumed_from"].endswith("checkpoint-4")
-    assert first["resumed_from"] is None
-
-
 def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
     from slmlab.sft import train_adapter
 
@@ -101,36 +89,76 @@ def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_training_resumes_to_the_same_adapter(tmp_path):
+def test_a_run_killed_mid_training_resumes_under_accelerate_to_the_same_adapter(tmp_path):
+    """The script killed mid-run (a closed laptop, an OOM kill), then resumed with
+    `accelerate launch` (one CPU process here), ends at the adapter of a run never stopped.
+    The run never stopped goes in this process: only the killed one must be a process."""
     from safetensors.torch import load_file
 
-    script = [sys.executable, "-m", "slmlab.sft", "--batch-size", "4", "--max-steps", "30",
-              "--save-steps", "6"]
+    from slmlab.sft import main
+
+    settings = ["--batch-size", "4", "--max-steps", "30", "--save-steps", "6"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run([*script, "--output-dir", str(whole)], cwd=REPO_ROOT, check=True,
-                   capture_output=True, timeout=600)
-    process = subprocess.Popen([*script, "--output-dir", str(killed)], cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = main([*settings, "--output-dir", str(whole)])
+    assert first["global_step"] == 30 and first["resumed_from"] is None
+    process = subprocess.Popen([sys.executable, "-m", "slmlab.sft", *settings, "--output-dir",
+                                str(killed)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     try:
         while not (killed / "checkpoint-6" / "trainer_state.json").exists():
             assert process.poll() is None, "the run ended before it could be killed"
             time.sleep(0.02)
     finally:
-        process.send_signal(signal.SIGKILL)  # as a closed laptop or an OOM kill: no clean-up
+        process.send_signal(signal.SIGKILL)  # no clean-up
         process.wait()
     assert not (killed / "adapter").exists(), "killed before the end"
-    out = subprocess.run([*script, "--output-dir", str(killed), "--resume"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    summary = json.loads((killed / "train_summary.json").read_text())
+    summary = run_script(killed, *settings[2:], "--resume")
     assert summary["global_step"] == 30 and "checkpoint-" in summary["resumed_from"]
     resumed_from = int(summary["resumed_from"].rsplit("-", 1)[1])
     assert 6 <= resumed_from < 30, "it went on from a checkpoint, not from the start"
-    first = load_file(whole / "adapter" / "adapter_model.safetensors")
+    reference = load_file(whole / "adapter" / "adapter_model.safetensors")
     second = load_file(killed / "adapter" / "adapter_model.safetensors")
-    assert first.keys() == second.keys()
-    assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first), \
+    assert reference.keys() == second.keys()
+    assert all(torch.allclose(reference[k], second[k], atol=1e-6) for k in reference), \
         "resumed training must reach the uninterrupted run's adapter"
+
+
+def test_lab_03s_killed_and_resumed_adapter_is_shared_as_the_recipes(tmp_path):
+    """Lab 03 trains the recipe itself (checkpoints, evaluation, a kill and a resume) and
+    stores its adapter under train_adapter's key: that must be the adapter train_adapter
+    would train, bit for bit, and another run must not be stored under that key."""
+    from datasets import Dataset
+
+    from slmlab import presets, task, zoo
+    from slmlab.data import load_tone
+    from slmlab.sft import StopAfter, share_adapter, train_adapter
+
+    model_id, rows, cache = "tiny-phi3-student", list(load_tone("train")), tmp_path / "cache"
+    examples = Dataset.from_list(task.examples(rows))
+
+    def lab_03_trainer(callbacks=()):  # as lab 03 builds it, with a smaller run
+        model = zoo.load_model(model_id)
+        model.config.use_cache = False
+        args = sft_config(tmp_path / "run", 6, 3e-3, 4, seed=5, eval_steps=2, save_steps=2,
+                          report_to="none", disable_tqdm=True)
+        return SFTTrainer(model=model, args=args, train_dataset=examples,
+                          eval_dataset=sft_dataset(load_tone("validation")),
+                          processing_class=zoo.load_tokenizer(model_id),
+                          peft_config=presets.lora_config(2, 4), callbacks=list(callbacks))
+
+    torch.manual_seed(5)  # the lab seeds first: the adapter's initial weights
+    lab_03_trainer([StopAfter(3)]).train()
+    trainer = lab_03_trainer()
+    trainer.train(resume_from_checkpoint=True)
+    assert share_adapter(trainer, model_id, rows, list(examples)[:-1], 1.0, cache) is None
+    assert not list(cache.glob("*/COMPLETE")), "another run's adapter is never stored"
+    assert share_adapter(trainer, model_id, rows, examples, 1.0, cache) is not None
+    settings = dict(r=2, max_steps=6, batch_size=4, seed=5)
+    loaded, _, info = train_adapter(model_id, cache_dir=cache, **settings)
+    fresh, _, _ = train_adapter(model_id, use_cache=False, **settings)
+    assert info["source"].startswith("cache")
+    expected = {k: v for k, v in fresh.state_dict().items() if "lora_" in k}
+    assert expected and all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
 
 
 def test_a_partial_checkpoint_is_skipped_on_resume(tmp_path):

@@ -1,13 +1,14 @@
 """The zoo is a plausible base: low zero-shot, and a short LoRA run makes the jump.
 
-The LoRA run is the same one README reports (`python -m slmlab.viability`).
+The LoRA run is lab 03's recipe, as README reports it (`python -m slmlab.viability`); in the
+suite it is loaded from the course's cache, where lab 03's solution stores it.
 """
 
 import pytest
 
 from slmlab.viability import measure
 
-pytestmark = pytest.mark.slow  # the shared fixture trains a LoRA adapter
+pytestmark = pytest.mark.slow  # the shared fixture trains a LoRA adapter (or loads it)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,8 @@ def test_zero_shot_is_low(figures):
 
 
 def test_short_lora_run_lifts_held_out_accuracy(figures):
-    # its time (about 13 s on 2 cores) is a benchmark figure: `python -m slmlab.viability`
-    assert figures["lora_steps"] == 150
+    # its time is a benchmark figure: `python -m slmlab.viability`
+    assert (figures["lora_steps"], figures["lora_rank"]) == (150, 4)
     assert figures["teacher_lora_test_generated"] >= 0.85, figures
 
 

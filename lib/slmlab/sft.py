@@ -112,27 +112,81 @@ def build_trainer(model_id: str, output_dir: str | Path, template: str = "text",
     )
 
 
-def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
-                  learning_rate: float = 3e-3, batch_size: int = 16, seed: int = 0,
-                  use_cache: bool = True, cache_dir: Path | None = None):
-    """(PEFT model, tokenizer, info) for lab 03's recipe: LoRA r, alpha 2r, text template.
-
-    The same call in labs 04, 05 and 06 trains once: the adapter is stored in the
-    content-addressed cache (`artifact_cache`) and loaded by the next lab with the same
-    model files, rows, settings, training code and library versions. `info["source"]`
-    says which happened; `info["train_seconds"]` is the original training time either way.
-    """
-    rows = list(load_tone("train") if rows is None else rows)
+def recipe_key(model_id: str, rows: list, r: int, max_steps: int, learning_rate: float,
+               batch_size: int, seed: int) -> str:
+    """The cache key of lab 03's recipe trained with these settings (`train_adapter`)."""
     settings = {"recipe": "sft.train_adapter", "r": r, "alpha": 2 * r, "dropout": LORA_DROPOUT,
                 "max_steps": max_steps, "learning_rate": learning_rate,
                 "batch_size": batch_size, "seed": seed,
                 # this file's code too: a changed preset (sft_config) must not reuse old adapters
                 "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
-    key = artifact_cache.cache_key(zoo.resolve(model_id), rows, settings)
+    return artifact_cache.cache_key(zoo.resolve(model_id), rows, settings)
+
+
+def train_adapter(model_id: str, rows=None, *, r: int = 4, max_steps: int = 150,
+                  learning_rate: float = 3e-3, batch_size: int = 16, seed: int = 0,
+                  use_cache: bool = True, cache_dir: Path | None = None):
+    """(PEFT model, tokenizer, info) for lab 03's recipe: LoRA r, alpha 2r, text template.
+
+    The same call in labs 01 and 04-06 trains once: the adapter is stored in the
+    content-addressed cache (`artifact_cache`) and loaded by the next lab with the same
+    model files, rows, settings, training code and library versions (lab 03 stores the one
+    it trains itself: `share_adapter`). `info["source"]` says which happened;
+    `info["train_seconds"]` is the original training time either way.
+    """
+    rows = list(load_tone("train") if rows is None else rows)
+    key = recipe_key(model_id, rows, r, max_steps, learning_rate, batch_size, seed)
     cache_dir = Path(cache_dir or artifact_cache.CACHE_DIR)
     with artifact_cache.one_builder(key, cache_dir) if use_cache else contextlib.nullcontext():
         return _load_or_train(model_id, rows, key, cache_dir, use_cache, r=r, max_steps=max_steps,
                               learning_rate=learning_rate, batch_size=batch_size, seed=seed)
+
+
+# SFTConfig fields that decide the trained weights (logging, evaluation and checkpoints do not)
+WEIGHT_SETTINGS = ("learning_rate", "per_device_train_batch_size", "max_steps", "seed", "bf16",
+                   "fp16", "use_cpu", "optim", "lr_scheduler_type", "warmup_steps",
+                   "weight_decay", "gradient_accumulation_steps", "max_grad_norm", "max_length",
+                   "completion_only_loss")
+PEFT_SETTINGS = ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "task_type")
+
+
+def share_adapter(trainer: SFTTrainer, model_id: str, rows, examples, train_seconds: float,
+                  cache_dir: Path | None = None) -> Path | None:
+    """Store an adapter trained outside `train_adapter` (lab 03's, killed and resumed) in the
+    cache under the key `train_adapter` computes, when its run is that recipe: same LoRA
+    config, weight-deciding settings and training examples. Lab 03's run then spares labs 01
+    and 04-06 training it again. Returns the entry, or None (and why) when it differs."""
+    args, rows = trainer.args, list(rows)
+    r = trainer.model.peft_config["default"].r
+    reference = sft_config(tempfile.gettempdir(), args.max_steps, args.learning_rate,
+                           args.per_device_train_batch_size, seed=args.seed)
+    peft_reference = lora_config(r, 2 * r, LORA_DROPOUT)
+    differences = [f for f in WEIGHT_SETTINGS if getattr(args, f) != getattr(reference, f)]
+    differences += [f"LoRA {f}" for f in PEFT_SETTINGS if getattr(
+        trainer.model.peft_config["default"], f) != getattr(peft_reference, f)]
+    if list(examples) != task.examples(rows, "text"):
+        differences.append("training examples")
+    if trainer.state.global_step != args.max_steps:
+        differences.append(f"steps trained ({trainer.state.global_step})")
+    if differences:
+        print("adapter not shared through the cache: not sft.train_adapter's recipe "
+              f"({', '.join(differences)} differ)")
+        return None
+    cache_dir = Path(cache_dir or artifact_cache.CACHE_DIR)
+    key = recipe_key(model_id, rows, r, args.max_steps, args.learning_rate,
+                     args.per_device_train_batch_size, args.seed)
+    info = {"train_seconds": round(train_seconds, 1), "key": key,
+            "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+
+    def write(folder: Path) -> None:
+        trainer.model.save_pretrained(folder / "adapter")
+        (folder / "info.json").write_text(json.dumps(info, indent=2))
+
+    with artifact_cache.one_builder(key, cache_dir):
+        entry = artifact_cache.lookup(key, cache_dir) or artifact_cache.store(key, write,
+                                                                              cache_dir)
+    print(f"adapter shared through the course's cache ({key}): labs 01 and 04-06 load it")
+    return entry
 
 
 def _load_or_train(model_id: str, rows: list, key: str, cache_dir: Path, use_cache: bool, *,

@@ -1,7 +1,8 @@
 """Viability proof of the zoo: are the tiny models plausible bases for fine-tuning?
 
 Measures held-out tone accuracy zero-shot (both models) and after a short LoRA run on
-the teacher, on the whole test split and on its rows whose emotion words never occur in
+the teacher (lab 03's recipe, `sft.train_adapter`: loaded from the course's cache when a
+lab trained it already), on the whole test split and on its rows whose emotion words never occur in
 the training split. Each accuracy is given two ways (see `metrics.predict_tones`):
 "generated" asks whether the model's own next token is the right label (does it do the
 task?), "label-restricted" picks the best of the four label tokens (does it know?).
@@ -12,16 +13,13 @@ task?), "label-restricted" picks the best of the four label tokens (does it know
 import json
 import sys
 
-import torch
-
 from slmlab import RUNS_DIR, zoo
 from slmlab.data import load_tone, unseen_word_rows
 from slmlab.metrics import count_parameters, tone_accuracy
-from slmlab.presets import add_lora
-from slmlab.train_loop import train_on_tone
+from slmlab.sft import train_adapter
 
 
-def measure(steps: int = 150, r: int = 8, lr: float = 3e-3, seed: int = 0) -> dict:
+def measure(steps: int = 150, r: int = 4, lr: float = 3e-3, seed: int = 0) -> dict:
     """Zero-shot accuracy of each zoo model, then LoRA-tuned teacher accuracy."""
     train, test = list(load_tone("train")), list(load_tone("test"))
     unseen = unseen_word_rows(test, train)
@@ -31,13 +29,11 @@ def measure(steps: int = 150, r: int = 8, lr: float = 3e-3, seed: int = 0) -> di
         figures[f"{name}_zero_shot_generated"] = tone_accuracy(
             model, tokenizer, test, restrict_to_labels=False)
         figures[f"{name}_zero_shot_label_restricted"] = tone_accuracy(model, tokenizer, test)
-    torch.manual_seed(seed)
-    model, tokenizer = zoo.load("tiny-phi3-teacher")
-    model = add_lora(model, r=r, alpha=2 * r)
+    model, tokenizer, info = train_adapter("tiny-phi3-teacher", train, r=r, max_steps=steps,
+                                           learning_rate=lr, seed=seed)
     trainable = count_parameters(model, trainable_only=True)
-    run = train_on_tone(model, tokenizer, train, steps=steps, lr=lr, seed=seed)
     figures.update(
-        lora_steps=steps, lora_rank=r, lora_seconds=run["seconds"],
+        lora_steps=steps, lora_rank=r, lora_seconds=info["train_seconds"],
         lora_trainable_percent=100 * trainable / count_parameters(model),
         teacher_lora_test_generated=tone_accuracy(model, tokenizer, test,
                                                   restrict_to_labels=False),
