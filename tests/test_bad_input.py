@@ -107,29 +107,33 @@ def test_a_failed_onnx_build_leaves_the_previous_export(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx_int4", "onnx_int4.builder.log"]
 
 
-@pytest.mark.slow
-def test_a_full_disk_at_a_checkpoint_stops_training_with_one_line(tmp_path):
-    # torch.save writes the optimizer state of each checkpoint: the second one hits a full disk
-    code = f"""
-import runpy, sys, torch
-real_save = torch.save
-def save(obj, path, *args, **kwargs):
-    if "checkpoint-4" in str(path):
-        raise OSError(28, "No space left on device")
-    return real_save(obj, path, *args, **kwargs)
-torch.save = save
-sys.argv = ["sft", "--output-dir", {str(tmp_path)!r}, "--max-steps", "4", "--save-steps", "2",
-            "--model-id", "tiny-phi3-student", "--batch-size", "4"]
-runpy.run_module("slmlab.sft", run_name="__main__")
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=600)
-    assert done.returncode == 1
-    last = done.stderr.strip().splitlines()[-1]
-    assert last == (f"training stopped at step 4: could not write to {tmp_path} (No space "
-                    f"left on device); last complete checkpoint: {tmp_path / 'checkpoint-2'}; "
-                    "free space, then rerun with --resume")
-    assert "Traceback" not in done.stderr
+def test_a_full_disk_at_a_checkpoint_stops_training_with_one_line(tmp_path, monkeypatch, capsys):
+    # torch.save writes the optimizer state of each checkpoint: the second one hits a full disk.
+    # The script runs as `python -m slmlab.sft` would, in this process (no second import of
+    # torch and TRL): what it writes to stderr and its exit status are what a learner sees.
+    import runpy
+
+    import torch
+
+    real_save = torch.save
+
+    def save(obj, path, *args, **kwargs):
+        if "checkpoint-4" in str(path):
+            raise OSError(28, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(sys, "argv", ["sft", "--output-dir", str(tmp_path), "--max-steps", "4",
+                                      "--save-steps", "2", "--model-id", "tiny-phi3-student",
+                                      "--batch-size", "4"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("slmlab.sft", run_name="__main__")
+    # sys.exit(text) prints the text to stderr and exits with status 1
+    assert exited.value.code == (f"training stopped at step 4: could not write to {tmp_path} "
+                                 f"(No space left on device); last complete checkpoint: "
+                                 f"{tmp_path / 'checkpoint-2'}; free space, then rerun with "
+                                 "--resume")
+    assert "Traceback" not in capsys.readouterr().err
     assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
 
 
