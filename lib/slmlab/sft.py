@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -150,7 +151,8 @@ WEIGHT_SETTINGS = ("learning_rate", "per_device_train_batch_size", "max_steps", 
 PEFT_SETTINGS = ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "task_type")
 
 
-def share_adapter(trainer: SFTTrainer, model_id: str, rows, examples, train_seconds: float,
+def share_adapter(trainer: SFTTrainer, model_id: str, rows: Iterable[dict],
+                  examples: Iterable[dict], train_seconds: float,
                   cache_dir: Path | None = None) -> Path | None:
     """Store an adapter trained outside `train_adapter` (lab 03's, killed and resumed) in the
     cache under the key `train_adapter` computes, when its run is that recipe: same LoRA
@@ -175,16 +177,9 @@ def share_adapter(trainer: SFTTrainer, model_id: str, rows, examples, train_seco
     cache_dir = Path(cache_dir or artifact_cache.CACHE_DIR)
     key = recipe_key(model_id, rows, r, args.max_steps, args.learning_rate,
                      args.per_device_train_batch_size, args.seed)
-    info = {"train_seconds": round(train_seconds, 1), "key": key,
-            "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
-
-    def write(folder: Path) -> None:
-        trainer.model.save_pretrained(folder / "adapter")
-        (folder / "info.json").write_text(json.dumps(info, indent=2))
-
     with artifact_cache.one_builder(key, cache_dir):
-        entry = artifact_cache.lookup(key, cache_dir) or artifact_cache.store(key, write,
-                                                                              cache_dir)
+        entry = (artifact_cache.lookup(key, cache_dir)
+                 or _store(trainer, _info(trainer, key, train_seconds), cache_dir))
     print(f"adapter shared through the course's cache ({key}): labs 01 and 04-06 load it")
     return entry
 
@@ -206,19 +201,28 @@ def _load_or_train(model_id: str, rows: list, key: str, cache_dir: Path, use_cac
                                 batch_size=batch_size, seed=seed, save_strategy="no",
                                 eval_strategy="no", report_to="none")
         result = trainer.train()
-    info = {"train_seconds": round(result.metrics["train_runtime"], 1), "key": key,
-            "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+    info = _info(trainer, key, result.metrics["train_runtime"])
     if use_cache:
-        def write(folder: Path) -> None:
-            trainer.model.save_pretrained(folder / "adapter")
-            (folder / "info.json").write_text(json.dumps(info, indent=2))
-
-        artifact_cache.store(key, write, cache_dir)
+        _store(trainer, info, cache_dir)
     print(f"LoRA adapter trained in {info['train_seconds']} s"
           + (f" and stored in the cache ({key})" if use_cache else ""))
     model = trainer.model.eval()
     model.config.use_cache = True  # as a loaded model has it: generation needs the KV cache
     return model, trainer.processing_class, info | {"source": "trained"}
+
+
+def _info(trainer: SFTTrainer, key: str, train_seconds: float) -> dict:
+    return {"train_seconds": round(train_seconds, 1), "key": key,
+            "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+
+
+def _store(trainer: SFTTrainer, info: dict, cache_dir: Path) -> Path:
+    """The trained adapter and its `info` as the cache entry `info["key"]`."""
+    def write(folder: Path) -> None:
+        trainer.model.save_pretrained(folder / "adapter")
+        (folder / "info.json").write_text(json.dumps(info, indent=2))
+
+    return artifact_cache.store(info["key"], write, cache_dir)
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
