@@ -2,8 +2,8 @@
 
 Measures held-out tone accuracy zero-shot (both models) and after a short LoRA run on
 the teacher (lab 03's recipe, `sft.train_adapter`: loaded from the course's cache when a
-lab trained it already), on the whole test split and on its rows whose emotion words never occur in
-the training split. Each accuracy is given two ways (see `metrics.predict_tones`):
+lab trained it already), on the whole test split and on its rows whose emotion words never
+occur in the training split. Each accuracy is given two ways (see `metrics.predict_tones`):
 "generated" asks whether the model's own next token is the right label (does it do the
 task?), "label-restricted" picks the best of the four label tokens (does it know?).
 `python -m slmlab.viability` writes the figures to `runs/viability.json`;
