@@ -158,14 +158,13 @@ def share_adapter(trainer: SFTTrainer, model_id: str, rows: Iterable[dict],
     cache under the key `train_adapter` computes, when its run is that recipe: same LoRA
     config, weight-deciding settings and training examples. Lab 03's run then spares labs 01
     and 04-06 training it again. Returns the entry, or None (and why) when it differs."""
-    args, rows = trainer.args, list(rows)
-    r = trainer.model.peft_config["default"].r
+    args, peft, rows = trainer.args, trainer.model.peft_config["default"], list(rows)
     reference = sft_config(tempfile.gettempdir(), args.max_steps, args.learning_rate,
                            args.per_device_train_batch_size, seed=args.seed)
-    peft_reference = lora_config(r, 2 * r, LORA_DROPOUT)
+    peft_reference = lora_config(peft.r, 2 * peft.r, LORA_DROPOUT)
     differences = [f for f in WEIGHT_SETTINGS if getattr(args, f) != getattr(reference, f)]
-    differences += [f"LoRA {f}" for f in PEFT_SETTINGS if getattr(
-        trainer.model.peft_config["default"], f) != getattr(peft_reference, f)]
+    differences += [f"LoRA {f}" for f in PEFT_SETTINGS
+                    if getattr(peft, f) != getattr(peft_reference, f)]
     if list(examples) != task.examples(rows, "text"):
         differences.append("training examples")
     if trainer.state.global_step != args.max_steps:
@@ -175,7 +174,7 @@ def share_adapter(trainer: SFTTrainer, model_id: str, rows: Iterable[dict],
               f"({', '.join(differences)} differ)")
         return None
     cache_dir = Path(cache_dir or artifact_cache.CACHE_DIR)
-    key = recipe_key(model_id, rows, r, args.max_steps, args.learning_rate,
+    key = recipe_key(model_id, rows, peft.r, args.max_steps, args.learning_rate,
                      args.per_device_train_batch_size, args.seed)
     with artifact_cache.one_builder(key, cache_dir):
         entry = (artifact_cache.lookup(key, cache_dir)
