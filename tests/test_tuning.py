@@ -80,6 +80,33 @@ def test_one_run_on_to_the_end_keeps_what_early_stopping_would_have(teacher, ton
     assert all(torch.equal(early["best_state"][n], restored[n]) for n in restored)
 
 
+def _denormals_kept() -> bool:
+    # 1e-39 is below float32's smallest normal number (~1.2e-38): a denormal
+    return bool(torch.count_nonzero(torch.full((4,), 1e-39) * 1.0))
+
+
+def test_training_flushes_denormals_to_zero(student, tone_rows):
+    # A collapsed run's optimizer state fills with denormals, which the CPU computes ~100x
+    # slower (lab 03's rank 64 run took 75 s instead of 31). Importing the presets (what
+    # every training path does) and the course's loop both switch the CPU to flush them.
+    import importlib
+
+    from slmlab import presets, zoo
+
+    torch.set_flush_denormal(False)
+    try:
+        assert _denormals_kept(), "the CPU's default mode keeps denormals"
+        importlib.reload(presets)
+        assert not _denormals_kept()
+        torch.set_flush_denormal(False)
+        model = presets.add_lora(zoo.load_model("tiny-phi3-student"), r=2, alpha=4)
+        train_loop.train_on_tone(model, student[1], tone_rows["train"][:4], steps=1,
+                                 batch_size=4, progress=False)
+        assert not _denormals_kept()
+    finally:
+        torch.set_flush_denormal(True)
+
+
 def test_bleu_and_rouge_on_known_texts():
     same = bleu_rouge(["the river runs past the old town"], ["the river runs past the old town"])
     assert same["bleu"] == pytest.approx(100) and same["rougeL"] == pytest.approx(1)

@@ -10,7 +10,7 @@ in layers: a module imports only from layers above its own (no cycles).
     1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
        artifact_cache <- saving  parameters <- saving, zoo, environment, exercises
        progress <- exercises
-    2  metrics <- task          train_loop <- task       distill <- task
+    2  metrics <- task          train_loop <- task, presets   distill <- task
        sft <- task, data, zoo, presets, artifact_cache   export <- task, tools, saving
        olive_pipeline <- task, presets, tools                report <- progress, environment
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)

@@ -22,7 +22,7 @@ from peft import PeftModel
 from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from slmlab import artifact_cache, saving, task, zoo
+from slmlab import artifact_cache, presets, saving, task, zoo
 from slmlab.data import load_tone
 from slmlab.presets import LORA_DROPOUT, lora_config
 
@@ -119,8 +119,10 @@ def recipe_key(model_id: str, rows: list, r: int, max_steps: int, learning_rate:
     settings = {"recipe": "sft.train_adapter", "r": r, "alpha": 2 * r, "dropout": LORA_DROPOUT,
                 "max_steps": max_steps, "learning_rate": learning_rate,
                 "batch_size": batch_size, "seed": seed,
-                # this file's code too: a changed preset (sft_config) must not reuse old adapters
-                "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
+                # the training code too: a changed preset (sft_config here, the LoRA targets
+                # and the CPU's float mode in presets) must not reuse old adapters
+                "code": hashlib.sha256(b"".join(Path(f).read_bytes() for f in (
+                    __file__, presets.__file__))).hexdigest()}
     return artifact_cache.cache_key(zoo.resolve(model_id), rows, settings)
 
 
