@@ -7,9 +7,11 @@ from slmlab.metrics import (
     accuracy,
     generation_speed,
     macro_f1,
+    median_latencies_ms,
     median_latency_ms,
     median_rate,
     tokens_per_word,
+    tone_reports,
     weight_memory_mb,
 )
 from slmlab.task import build_prompts, predict_tones
@@ -50,6 +52,31 @@ def test_no_phrases_give_no_predictions_not_an_error(student):
     model, tokenizer = student
     assert predict_tones(model, tokenizer, []) == []
     assert label_rows(model, tokenizer, [], temperature=2.0) == []
+
+
+def test_latencies_of_several_models_are_taken_in_turn(student, tone_rows, monkeypatch):
+    # a slow moment of a shared CPU then slows every model alike: the ratios hold
+    import slmlab.metrics as metrics
+
+    now, calls = [0.0], []
+
+    def call_taking(name, seconds):
+        def call():
+            calls.append(name)
+            now[0] += seconds   # a fake clock: each call takes exactly this long
+        return call
+
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: now[0])
+    timings = median_latencies_ms({"a": call_taking("a", 0.010), "b": call_taking("b", 0.030)},
+                                  repeats=5, warmup=1)
+    monkeypatch.undo()
+    assert calls == ["a", "b"] * 6, "one warm-up round, then a and b alternate"
+    assert timings == pytest.approx({"a": 10.0, "b": 30.0})
+    model, tokenizer = student
+    reports = tone_reports({"one": model, "same": model}, tokenizer, tone_rows["test"][:8],
+                           latency_repeats=3)
+    assert reports["one"]["accuracy"] == reports["same"]["accuracy"]
+    assert {"latency_ms", "throughput_per_s", "parameters", "weight_mb"} <= set(reports["one"])
 
 
 def test_latency_memory_and_speed(student):

@@ -85,14 +85,24 @@ def perplexity(model, token_ids: torch.Tensor, seq_len: int = 64) -> float:
 
 def median_latency_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
     """Median wall time of `fn()` in milliseconds, after `warmup` untimed calls."""
+    return median_latencies_ms({"fn": fn}, repeats, warmup)["fn"]
+
+
+def median_latencies_ms(fns: dict[str, Callable[[], object]], repeats: int = 20,
+                        warmup: int = 3) -> dict[str, float]:
+    """Median wall time in milliseconds of each function, the calls taken in turn (a, b, a,
+    b, ...) after `warmup` untimed rounds: a slow moment of a shared CPU then slows every
+    function alike instead of the one measured at that moment, so their ratios hold."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def median_rate(measure: Callable[[], float], runs: int = 5) -> float:
@@ -243,26 +253,34 @@ def generation_speed(model, tokenizer, prompt: str, new_tokens: int = 32) -> dic
             if decode_seconds else None}
 
 
-def tone_report(model, tokenizer, rows: Sequence[dict], template: str = "text",
-                latency_repeats: int = 20, wild_rows: Sequence[dict] = ()) -> dict:
-    """Accuracy, macro-F1, batch-1 latency, batch-32 throughput, size of one model; with
-    `wild_rows` (the hand-written split) their accuracy too."""
+def tone_reports(models: dict[str, nn.Module], tokenizer, rows: Sequence[dict],
+                 template: str = "text", latency_repeats: int = 20,
+                 wild_rows: Sequence[dict] = ()) -> dict[str, dict]:
+    """For each named model: accuracy, macro-F1, batch-1 latency, batch-32 throughput, size;
+    with `wild_rows` (the hand-written split) their accuracy too. The models' timings are
+    taken in turn (`median_latencies_ms`), so the ratios between them are fair."""
     phrases, targets = [r["phrase"] for r in rows], [r["tone"] for r in rows]
-    predictions = predict_tones(model, tokenizer, phrases, template, restrict_to_labels=False)
-    latency = median_latency_ms(lambda: predict_tones(model, tokenizer, phrases[:1], template),
-                                repeats=latency_repeats)
-    batch_ms = median_latency_ms(lambda: predict_tones(model, tokenizer, phrases[:32], template),
-                                 repeats=max(3, latency_repeats // 4))
-    return {
-        "accuracy": accuracy(predictions, targets),
-        "macro_f1": macro_f1(predictions, targets),
-        "latency_ms": latency,
-        "throughput_per_s": min(32, len(phrases)) / (batch_ms / 1000),
-        "parameters": count_parameters(model),
-        "weight_mb": weight_memory_mb(model),
-        **({"wild_accuracy": tone_accuracy(model, tokenizer, wild_rows, template,
-                                           restrict_to_labels=False)} if wild_rows else {}),
-    }
+
+    def timed(n: int) -> dict[str, Callable[[], object]]:
+        return {name: (lambda m=model: predict_tones(m, tokenizer, phrases[:n], template))
+                for name, model in models.items()}
+
+    latency = median_latencies_ms(timed(1), repeats=latency_repeats)
+    batch_ms = median_latencies_ms(timed(32), repeats=max(3, latency_repeats // 4))
+    reports = {}
+    for name, model in models.items():
+        predictions = predict_tones(model, tokenizer, phrases, template, restrict_to_labels=False)
+        reports[name] = {
+            "accuracy": accuracy(predictions, targets),
+            "macro_f1": macro_f1(predictions, targets),
+            "latency_ms": latency[name],
+            "throughput_per_s": min(32, len(phrases)) / (batch_ms[name] / 1000),
+            "parameters": count_parameters(model),
+            "weight_mb": weight_memory_mb(model),
+            **({"wild_accuracy": tone_accuracy(model, tokenizer, wild_rows, template,
+                                               restrict_to_labels=False)} if wild_rows else {}),
+        }
+    return reports
 
 
 def bleu_rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
