@@ -67,7 +67,11 @@ nbval.plugin.RunningKernel = _KernelWithSolutionsApart
 
 # --- Kernels forked from one process that imported the libraries -----------------------
 # nbval's and papermill's kernels start as forks of a zygote (slmlab.kernel_zygote) that
-# imported torch, transformers, PEFT and TRL once, instead of ~8-11 s of imports each.
+# imported torch, transformers, PEFT and TRL once, instead of ~8-11 s of imports each. A
+# worker's zygote lives as long as the worker: it runs minutes of tests without a kernel
+# between notebooks, and each new zygote imported again (~12 s of one core; four times in
+# one suite run with the zygote's default wait of 2 minutes).
+os.environ.setdefault(kernel_zygote.IDLE_VARIABLE, "3600")
 kernel_zygote.use_for_kernels()
 
 
@@ -89,8 +93,10 @@ def pytest_configure(config):
 
 
 # Test modules whose tests share an expensive module-scoped fixture (the viability LoRA
-# run, a JupyterLab server): their tests stay on one worker, or each worker would build it.
-SHARED_FIXTURE_MODULES = {"tests/test_viability.py", "tests/test_browser.py"}
+# run, a JupyterLab server, a kernel zygote): their tests stay on one worker, or each worker
+# would build it.
+SHARED_FIXTURE_MODULES = {"tests/test_viability.py", "tests/test_browser.py",
+                          "tests/test_kernel_zygote.py"}  # its zygote
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is not loaded

@@ -1,18 +1,25 @@
 """Kernels forked from a zygote behave as plainly launched kernels do (slmlab.kernel_zygote)."""
 
 import json
+import multiprocessing
 import os
 import secrets
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import psutil
 import pytest
 from jupyter_client import KernelManager
 
-from slmlab import kernel_zygote
+from slmlab import kernel_zygote, qlora
 from slmlab.course import TreeMemory
+
+# An environment of this module's own, so its kernels come from a zygote of their own (one
+# for the module: conftest keeps its tests on one worker), which ends soon after them.
+ZYGOTE_ENV = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4),
+                  **{kernel_zygote.IDLE_VARIABLE: "20"})
 
 REPORT = ("import json, os, random, sys, torch\n"
           "print(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'cwd': os.getcwd(),"
@@ -59,10 +66,9 @@ def start_kernel(tmp_path):
 @pytest.mark.slow
 def test_kernels_are_forks_that_behave_as_a_plain_kernel(start_kernel, tmp_path):
     assert os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] == kernel_zygote.PROVISIONER
-    # an environment of this test's own. The first kernel reads its output through a pipe,
-    # which only a plain launch gives: the plain kernel to compare with. The next kernel
-    # asked for starts the zygote and is its first fork; the one after, its second.
-    env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
+    # The first kernel reads its output through a pipe, which only a plain launch gives: the
+    # plain kernel to compare with. The next two are forks of the module's zygote.
+    env = ZYGOTE_ENV
     reports = []
     for notebook in range(3):
         # pytest names the running test in the environment (nbval: each notebook's cells):
@@ -91,7 +97,7 @@ def test_kernels_are_forks_that_behave_as_a_plain_kernel(start_kernel, tmp_path)
 @pytest.mark.slow
 def test_a_forked_kernel_is_interrupted_writes_to_the_callers_stderr_and_ends(start_kernel,
                                                                              tmp_path):
-    env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
+    env = ZYGOTE_ENV
     log = tmp_path / "stderr.log"
     terminal = os.dup(2)
     with open(log, "wb") as file:
@@ -125,7 +131,7 @@ def test_a_forked_kernel_is_interrupted_writes_to_the_callers_stderr_and_ends(st
 
 @pytest.mark.slow
 def test_tree_memory_counts_the_kernels_a_zygote_forks_while_measuring(start_kernel):
-    env = dict(os.environ, ZYGOTE_TEST=secrets.token_hex(4))
+    env = ZYGOTE_ENV
     start_kernel(env)  # the zygote exists now, started before the measurement
     with TreeMemory(include_self=False, every_s=0.05) as memory:
         _, client = start_kernel(env)
@@ -140,3 +146,47 @@ def test_a_kernel_command_that_is_not_a_python_module_launches_plainly():
     # a caller that reads the kernel's output through a pipe gets a plain process
     assert kernel_zygote.fork_kernel([sys.executable, "-m", "ipykernel_launcher"],
                                      {"stdout": subprocess.PIPE}) is None
+
+
+def _kernel_in_a_fork(env: dict) -> tuple[int, int, list[int]]:
+    """In a process forked from the test's, as the course's pool forks: start a kernel and
+    return (its pid, its parent's pid, the kernels this process counts as its own)."""
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env=env)
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=120)
+        printed, _ = run_cell(client, "import os; print(os.getppid())")
+        return manager.provisioner.pid, int(printed), [k.pid for k in
+                                                       kernel_zygote.forked_kernels()]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_a_process_forked_from_the_zygotes_starter_asks_the_same_zygote(start_kernel):
+    """The course's pool forks its lab processes from the runner (and the suite's pool tests
+    from a worker that has a zygote): they ask that zygote instead of importing again, each
+    gets its own answer, and each counts only the kernels it asked for (TreeMemory)."""
+    manager, _ = start_kernel(ZYGOTE_ENV)  # the zygote exists now
+    zygotes = kernel_zygote.zygote_pids()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        kernel, parent, counted = pool.submit(_kernel_in_a_fork, ZYGOTE_ENV).result(timeout=180)
+    assert parent in zygotes, "a fork of the zygote this process started, not of a new one"
+    assert kernel in counted  # the fork's own work ...
+    ours = [k.pid for k in kernel_zygote.forked_kernels()]
+    assert manager.provisioner.pid in ours and kernel not in ours  # ... and not this one's
+
+
+def test_variables_only_a_kernel_reads_do_not_make_another_zygote():
+    env = {"PATH": "/bin", "OMP_NUM_THREADS": "1"}
+    key = kernel_zygote._key(dict(env, JPY_PARENT_PID="101"))
+    # another asking process (the course's pool); a lab run without 4 bit (read when a lab
+    # asks for 4 bit); pytest's name of the running test
+    assert kernel_zygote._key(dict(env, JPY_PARENT_PID="202", PYTEST_CURRENT_TEST="t",
+                                   **{qlora.NO_4BIT_VARIABLE: "1"})) == key
+    # ipykernel's flag is set or not; libraries read the number of threads on import
+    assert kernel_zygote._key(env) != key
+    assert kernel_zygote._key(dict(env, JPY_PARENT_PID="101", OMP_NUM_THREADS="2")) != key

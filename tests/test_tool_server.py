@@ -62,3 +62,17 @@ def test_without_a_server_a_seeded_command_draws_as_a_fork_would(tmp_path, monke
                          env=env, cwd=tmp_path, seed=3)
     assert drawn(tmp_path / "plain-1.log") == drawn(tmp_path / "plain-2.log") \
         == drawn(tmp_path / "fork.log")
+
+
+def test_commands_of_other_tests_share_a_server_and_each_sees_its_own_test_name(tmp_path):
+    """pytest names the running test in the environment: tests that run the same tool must
+    not each start (and import) a server of their own, and each command sees its own name."""
+    (tmp_path / "name.py").write_text("import os\nprint(os.environ['PYTEST_CURRENT_TEST'])\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="5")
+    servers = []
+    for test in ("test_a (call)", "test_b (call)"):
+        log = tmp_path / f"{test[:6]}.log"
+        assert tool_server.run("name", [], log, tmp_path, dict(env, PYTEST_CURRENT_TEST=test)) == 0
+        assert log.read_text().strip() == test
+        servers.append(tool_server.server("name", dict(env, PYTEST_CURRENT_TEST=test)))
+    assert servers[0] is not None and servers[0] is servers[1]

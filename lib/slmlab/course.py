@@ -81,9 +81,10 @@ class TreeMemory:
     descendants (and itself, with `include_self`), sampled in a thread. Children that were
     already running are not the measured work's (a test runner's server, a pool's
     forkserver), nor is anything they fork meanwhile: both are left out. Kernels are the
-    exception: a kernel zygote of this process (`kernel_zygote`) forks them for this
-    process, so the kernels it starts while measuring count, and the zygote itself does not
-    (its pages are the libraries its kernels share and count). Pages that forked processes
+    exception: a kernel zygote (`kernel_zygote`) forks them for the process that asks, so
+    the kernels this process asks for while measuring count, and the zygote itself does
+    not (its pages are the libraries its kernels share and count), nor the kernels it forks
+    for another process (the other lab of the course's pool). Pages that forked processes
     share count once per process: an upper bound."""
 
     def __init__(self, every_s: float = 0.2, include_self: bool = True):
@@ -95,13 +96,8 @@ class TreeMemory:
     @staticmethod
     def _children_and_kernels(me: psutil.Process) -> list[psutil.Process]:
         zygotes = kernel_zygote.zygote_pids()
-        children = []
-        for child in me.children():
-            try:
-                children += child.children() if child.pid in zygotes else [child]
-            except psutil.Error:  # it just ended
-                pass
-        return children
+        return ([child for child in me.children() if child.pid not in zygotes]
+                + kernel_zygote.forked_kernels())
 
     def _sample(self) -> None:
         me = psutil.Process()

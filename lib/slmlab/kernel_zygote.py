@@ -9,13 +9,15 @@ kernel spec says, in its own session, with the working directory, environment an
 standard streams a plain launch would give it, and its random generators reseeded from
 the OS as a new process's are. One zygote per environment (libraries read it when
 imported), started by the first kernel asked for: that kernel waits for the zygote's
-imports instead of its own, and every later one starts at once. Without a zygote (it could
-not start, or died), plain processes.
+imports instead of its own, and every later one starts at once. Processes forked from the
+one that started a zygote (the course's pool of labs) ask the same zygote: each request
+carries its own reply socket. Without a zygote (it could not start, or died), plain processes.
 Selected with `JUPYTER_DEFAULT_PROVISIONER_NAME=slmlab-zygote` (`use_for_kernels`: the test
 suite and the course runner); learners' Jupyter keeps the stock provisioner. A fork is
 not the client's child, so the client cannot read its exit status: it reports -1.
 """
 
+import contextlib
 import json
 import os
 import select
@@ -26,6 +28,7 @@ import sys
 import threading
 from typing import NoReturn
 
+import psutil
 from jupyter_client.provisioning import LocalProvisioner
 
 from slmlab import tool_server
@@ -33,11 +36,16 @@ from slmlab import tool_server
 PROVISIONER = "slmlab-zygote"
 PRELOAD = ("slmlab", "ipykernel.kernelapp", "torch", "transformers", "peft", "trl", "datasets",
            "slmlab.sft", "slmlab.metrics", "slmlab.task", "slmlab.train_loop", "slmlab.widgets")
-IDLE_SECONDS = 120.0  # a zygote with no kernel left and no request for this long exits
+# A zygote with no kernel left and no request for this long exits (its libraries hold ~0.5
+# GB). The test suite sets a longer wait: a worker runs minutes of tests without a kernel
+# between notebooks, and a new zygote costs ~12 s of one core to import again.
+IDLE_VARIABLE = "SLMLAB_ZYGOTE_IDLE"
+IDLE_SECONDS = float(os.environ.get(IDLE_VARIABLE, 120))
 # ipykernel sets this before any user code runs; matplotlib reads it when imported
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
-_zygotes: dict[str, tuple[subprocess.Popen, socket.socket]] = {}
+_zygotes: dict[str, tuple[subprocess.Popen, socket.socket, int]] = {}  # + the zygote's pidfd
+_forked: list[psutil.Process] = []  # the kernels this process asked a zygote for
 _lock = threading.Lock()
 
 
@@ -51,15 +59,23 @@ def use_for_kernels() -> None:
 
 
 def zygote_pids() -> set[int]:
-    """The live zygotes this process started (their kernels are this process's work)."""
-    return {process.pid for process, _ in _zygotes.values() if process.poll() is None}
+    """The live zygotes this process started or inherited from the process that forked it."""
+    return {zygote[0].pid for zygote in _zygotes.values() if _alive(zygote)}
+
+
+def forked_kernels() -> list[psutil.Process]:
+    """The live kernels this process asked a zygote for (another process's are not its)."""
+    _forked[:] = [kernel for kernel in _forked if kernel.is_running()]
+    return list(_forked)
 
 
 # Variables that differ from kernel to kernel and that only a running kernel reads, never a
 # library at import: pytest names the running test in PYTEST_CURRENT_TEST (ipykernel reads it
 # when its streams start), so under pytest every notebook had an environment of its own and
 # every kernel started as the first, plain one.
-PER_KERNEL_VARIABLES = frozenset({"JPY_SESSION_NAME", "PYTEST_CURRENT_TEST"})
+# SLMLAB_NO_4BIT (`qlora.NO_4BIT_VARIABLE`) is read when a lab asks for 4 bit, not on import:
+# the suite's runs of labs 04, 06 and 08 without 4 bit had a zygote of their own.
+PER_KERNEL_VARIABLES = frozenset({"JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "SLMLAB_NO_4BIT"})
 
 
 def _imported_with(env: dict) -> dict:
@@ -69,7 +85,13 @@ def _imported_with(env: dict) -> dict:
 
 
 def _key(env: dict) -> str:
-    return json.dumps(sorted(_imported_with(env).items()))
+    # ipykernel reads JPY_PARENT_PID on import, but on POSIX only as a flag (nonzero: end
+    # when the parent does, which it checks with getppid): the value, the asking process's
+    # pid, would give each process of the course's pool a zygote of its own
+    imported = _imported_with(env)
+    if "JPY_PARENT_PID" in imported:
+        imported["JPY_PARENT_PID"] = str(int(imported["JPY_PARENT_PID"] not in ("", "0")))
+    return json.dumps(sorted(imported.items()))
 
 
 class ForkedKernel:
@@ -150,21 +172,40 @@ def fork_kernel(cmd: list[str], kwargs: dict) -> int | None:
             zygote = _zygote(key, env)
             if zygote is None:
                 return None
+            # the answer comes on a socket of this request's own: processes forked from this
+            # one share the zygote's connection, and must not read each other's answers
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
-                socket.send_fds(zygote[1], [request], fds)
-                reply = zygote[1].recv(64)
-                return int(json.loads(reply)["pid"])
+                with ours:
+                    socket.send_fds(zygote[1], [request], [*fds, theirs.fileno()])
+                    theirs.close()  # the zygote holds it now: if it dies, recv sees the end
+                    pid = int(json.loads(ours.recv(64))["pid"])
             except (OSError, ValueError, KeyError):  # it died: this kernel plain, the next
                 _zygotes.pop(key, None)              # one starts a new zygote
                 return None
+            finally:
+                theirs.close()
+            with contextlib.suppress(psutil.Error):  # an ended kernel is nobody's work
+                _forked.append(psutil.Process(pid))
+            return pid
     finally:
         os.close(devnull)
 
 
-def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket] | None:
+def _alive(zygote: tuple[subprocess.Popen, socket.socket, int]) -> bool:
+    """Whether a zygote runs, asked through its pidfd: it answers in a process forked from
+    its starter too, where Popen.poll() cannot wait for it (and reports it ended)."""
+    return not select.select([zygote[2]], [], [], 0)[0]
+
+
+def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket, int] | None:
     zygote = _zygotes.get(key)
-    if zygote is not None and zygote[0].poll() is None:
+    if zygote is not None and _alive(zygote):
         return zygote
+    if zygote is not None:  # it ended: reap it (if this process started it), free its handles
+        zygote[0].poll()
+        zygote[1].close()
+        os.close(zygote[2])
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote_env = _imported_with(env)
     try:
@@ -175,19 +216,21 @@ def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket] | Non
         return None
     finally:
         theirs.close()
-    _zygotes[key] = (process, ours)
+    _zygotes[key] = (process, ours, os.pidfd_open(process.pid))
     return _zygotes[key]
 
 
 # --- the zygote ---------------------------------------------------------------------------
 
-def _child(request: dict, fds: list[int], ready: int, connection: socket.socket) -> NoReturn:
+def _child(request: dict, fds: list[int], reply: int, ready: int,
+           connection: socket.socket) -> NoReturn:
     """In the fork: become the kernel process a plain launch would have started; it never
     returns into the zygote's loop."""
     def work() -> None:
         os.setsid()  # its own session and process group, as jupyter_client starts kernels
         os.write(ready, b"x")
         os.close(ready)
+        os.close(reply)
         connection.close()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -205,7 +248,7 @@ def _child(request: dict, fds: list[int], ready: int, connection: socket.socket)
 
 
 def serve(connection: socket.socket) -> None:
-    """Import PRELOAD, then fork a kernel per request until the client goes away, or until
+    """Import PRELOAD, then fork a kernel per request until every client is gone, or until
     IDLE_SECONDS pass with no kernel alive and no request. No threads: fork copies only the
     calling one."""
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
@@ -223,21 +266,23 @@ def serve(connection: socket.socket) -> None:
             if not children:
                 return
             continue
-        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
-        if not message:  # the client is gone; its kernels see it and end
+        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 4)
+        if not message:  # every client is gone; their kernels see it and end
             return
+        *fds, reply = fds
         ready, signal_ready = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(ready)
-            _child(json.loads(message), fds, signal_ready, connection)
+            _child(json.loads(message), fds, reply, signal_ready, connection)
         os.close(signal_ready)
         os.read(ready, 1)  # its setsid() is done: killpg(pid) reaches the kernel only
         os.close(ready)
         for fd in fds:
             os.close(fd)
         children.add(pid)
-        connection.send(json.dumps({"pid": pid}).encode())
+        with socket.socket(fileno=reply) as answer:
+            answer.send(json.dumps({"pid": pid}).encode())
 
 
 if __name__ == "__main__":

@@ -36,10 +36,14 @@ IDLE_SECONDS = float(os.environ.get("SLMLAB_TOOL_SERVER_IDLE", 120))
 
 _servers: dict[str, subprocess.Popen] = {}
 _lock = threading.Lock()
+# Set per command, read by no library on import: pytest names the running test here, so in a
+# test process every test had a server of its own (and imported the tool again)
+PER_COMMAND_VARIABLES = ("PYTEST_CURRENT_TEST",)
 
 
 def _key(preload: tuple[str, ...], env: dict) -> str:
-    return json.dumps([preload, sorted(env.items())])
+    imported = {k: v for k, v in env.items() if k not in PER_COMMAND_VARIABLES}
+    return json.dumps([preload, sorted(imported.items())])
 
 
 def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dict,
@@ -62,8 +66,9 @@ def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dic
         try:
             process.stdin.write(json.dumps({"module": module, "args": args,
                                             "log": str(Path(log_path).resolve()),
-                                            "cwd": str(cwd or os.getcwd()),
-                                            "seed": seed}) + "\n")
+                                            "cwd": str(cwd or os.getcwd()), "seed": seed,
+                                            "env": {k: env[k] for k in PER_COMMAND_VARIABLES
+                                                    if k in env}}) + "\n")
             process.stdin.flush()
             for line in process.stdout:
                 if line.startswith(REPLY):
@@ -130,6 +135,9 @@ def _run_child(request: dict) -> NoReturn:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.chdir(request["cwd"])
+        for name in PER_COMMAND_VARIABLES:  # this command's, not the first one's
+            os.environ.pop(name, None)
+        os.environ.update(request.get("env", {}))
         if request.get("seed") is not None:
             seed_imported_generators(request["seed"])
         _run_as_main(request["module"], request["args"])
