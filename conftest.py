@@ -93,10 +93,11 @@ def pytest_configure(config):
 
 
 # Test modules whose tests share an expensive module-scoped fixture (the viability LoRA
-# run, a JupyterLab server, a kernel zygote): their tests stay on one worker, or each worker
-# would build it.
+# run, a JupyterLab server, a kernel zygote, an Olive process): their tests stay on one
+# worker, or each worker would build it.
 SHARED_FIXTURE_MODULES = {"tests/test_viability.py", "tests/test_browser.py",
-                          "tests/test_kernel_zygote.py"}  # its zygote
+                          "tests/test_kernel_zygote.py",  # its zygote
+                          "tests/test_olive_pipeline.py"}  # one process imports Olive's telemetry
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is not loaded

@@ -46,49 +46,62 @@ def run_in_olive_env(code: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_olive_sends_no_telemetry_with_its_environment():
-    # Olive's own opt-out comes after its heartbeat: outside CI (a learner's machine) the
-    # heartbeat reached the exporter, which kept each command waiting at exit. One process
-    # (Olive's imports take seconds) builds Olive's telemetry without OTEL_SDK_DISABLED, then
-    # with it: the first shows the heartbeat is still sent, the second that the fix stops it.
-    probe = (
-        "import os\n"
-        "from olive.telemetry.library import exporter\n"
-        "from olive.telemetry.telemetry import _CI_ENV_VARS, Telemetry\n"
-        "for variable in _CI_ENV_VARS:  # as on a learner's machine: Olive skips it in CI\n"
-        "    os.environ.pop(variable, None)\n"
-        "sent = []\n"
-        "exporter.OneCollectorLogExporter.export = lambda self, batch: sent.extend(batch)\n"
-        "for disabled in (None, os.environ.pop('OTEL_SDK_DISABLED')):\n"
-        "    if disabled:\n"
-        "        os.environ['OTEL_SDK_DISABLED'] = disabled\n"
-        "    sent.clear()\n"
-        "    Telemetry._instance = None  # a singleton: build it anew\n"
-        "    Telemetry().shutdown()\n"
-        "    print(f'OTEL_SDK_DISABLED={disabled}: {len(sent)} records exported')\n")
-    out = run_in_olive_env(probe)
-    lines = out.stdout.splitlines()
-    assert len(lines) == 2, out.stderr[-2000:]
-    assert not lines[0].endswith(": 0 records exported"), "the heartbeat no longer needs the fix"
-    assert lines[1] == "OTEL_SDK_DISABLED=true: 0 records exported", lines
+# Olive's own opt-out comes after its heartbeat: outside CI (a learner's machine) the
+# heartbeat reached the exporter, which kept each command waiting at exit. The probe builds
+# Olive's telemetry without OTEL_SDK_DISABLED, then with it: the first shows the heartbeat is
+# still sent, the second that the fix stops it.
+HEARTBEAT_PROBE = (
+    "import os\n"
+    "from olive.telemetry.library import exporter\n"
+    "from olive.telemetry.telemetry import _CI_ENV_VARS, Telemetry\n"
+    "saved = {v: os.environ.pop(v) for v in _CI_ENV_VARS if v in os.environ}\n"
+    "sent = []  # as on a learner's machine: Olive skips its heartbeat in CI\n"
+    "export = exporter.OneCollectorLogExporter.export\n"
+    "exporter.OneCollectorLogExporter.export = lambda self, batch: sent.extend(batch)\n"
+    "for disabled in (None, os.environ.pop('OTEL_SDK_DISABLED')):\n"
+    "    if disabled:\n"
+    "        os.environ['OTEL_SDK_DISABLED'] = disabled\n"
+    "    sent.clear()\n"
+    "    Telemetry._instance = None  # a singleton: build it anew\n"
+    "    Telemetry().shutdown()\n"
+    "    print(f'OTEL_SDK_DISABLED={disabled}: {len(sent)} records exported')\n"
+    "os.environ.update(saved)\n"
+    "exporter.OneCollectorLogExporter.export = export\n")
+# Olive waits at the end of every command (up to 2 s) until each event it logged is reported
+# sent; with the exporter off, none is. Without slmlab.olive_offline one logged event stays
+# pending (the bug the module works around); with it, none does.
+PENDING_PROBE = (
+    "from olive.telemetry.telemetry import Telemetry\n"
+    "def pending_after_one_event():\n"
+    "    Telemetry._instance = None  # a singleton: build it anew\n"
+    "    telemetry = Telemetry()\n"
+    "    telemetry.log('OliveAction', {'command': 'probe'})\n"
+    "    return not telemetry._cache_handler.wait_for_callbacks(0)\n"
+    "print(pending_after_one_event())\n"
+    "import slmlab.olive_offline\n"
+    "print(pending_after_one_event())\n")
 
 
-def test_olive_offline_leaves_no_telemetry_event_to_wait_for_at_exit():
-    # Olive waits at the end of every command (up to 2 s) until each event it logged is
-    # reported sent; with the exporter off, none is. Without slmlab.olive_offline one
-    # logged event stays pending (the bug the module works around); with it, none does.
-    probe = (
-        "from olive.telemetry.telemetry import Telemetry\n"
-        "def pending_after_one_event():\n"
-        "    Telemetry._instance = None  # a singleton: build it anew\n"
-        "    telemetry = Telemetry()\n"
-        "    telemetry.log('OliveAction', {'command': 'probe'})\n"
-        "    return not telemetry._cache_handler.wait_for_callbacks(0)\n"
-        "print(pending_after_one_event())\n"
-        "import slmlab.olive_offline\n"
-        "print(pending_after_one_event())\n")
-    out = run_in_olive_env(probe)
-    assert out.stdout.split() == ["True", "False"], out.stdout + out.stderr[-2000:]
+@pytest.fixture(scope="module")
+def telemetry_probes() -> tuple[list[str], subprocess.CompletedProcess]:
+    """Both probes in one process (Olive's imports take seconds): their printed lines."""
+    out = run_in_olive_env(HEARTBEAT_PROBE + "print('---')\n" + PENDING_PROBE)
+    return out.stdout.splitlines(), out
+
+
+def test_olive_sends_no_telemetry_with_its_environment(telemetry_probes):
+    lines, out = telemetry_probes
+    heartbeat = lines[:lines.index("---")] if "---" in lines else lines
+    assert len(heartbeat) == 2, out.stdout + out.stderr[-2000:]
+    assert not heartbeat[0].endswith(": 0 records exported"), \
+        "the heartbeat no longer needs the fix"
+    assert heartbeat[1] == "OTEL_SDK_DISABLED=true: 0 records exported", heartbeat
+
+
+def test_olive_offline_leaves_no_telemetry_event_to_wait_for_at_exit(telemetry_probes):
+    lines, out = telemetry_probes
+    assert "---" in lines, out.stdout + out.stderr[-2000:]
+    assert lines[lines.index("---") + 1:] == ["True", "False"], out.stdout + out.stderr[-2000:]
     assert olive_pipeline.OLIVE_PRELOAD[0] == "slmlab.olive_offline"
 
 
