@@ -14,7 +14,7 @@ import pytest
 from jupyter_client import KernelManager
 
 from slmlab import kernel_zygote, qlora
-from slmlab.course import TreeMemory
+from slmlab.course import CELL_TIMEOUT_VARIABLE, TreeMemory
 
 # An environment of this module's own, so its kernels come from a zygote of their own (one
 # for the module: conftest keeps its tests on one worker), which ends soon after them.
@@ -184,9 +184,10 @@ def test_variables_only_a_kernel_reads_do_not_make_another_zygote():
     env = {"PATH": "/bin", "OMP_NUM_THREADS": "1"}
     key = kernel_zygote._key(dict(env, JPY_PARENT_PID="101"))
     # another asking process (the course's pool); a lab run without 4 bit (read when a lab
-    # asks for 4 bit); pytest's name of the running test
+    # asks for 4 bit); another cell timeout (read by the runner); pytest's running test
     assert kernel_zygote._key(dict(env, JPY_PARENT_PID="202", PYTEST_CURRENT_TEST="t",
-                                   **{qlora.NO_4BIT_VARIABLE: "1"})) == key
+                                   **{qlora.NO_4BIT_VARIABLE: "1",
+                                      CELL_TIMEOUT_VARIABLE: "2"})) == key
     # ipykernel's flag is set or not; libraries read the number of threads on import
     assert kernel_zygote._key(env) != key
     assert kernel_zygote._key(dict(env, JPY_PARENT_PID="101", OMP_NUM_THREADS="2")) != key

@@ -74,8 +74,10 @@ def forked_kernels() -> list[psutil.Process]:
 # when its streams start), so under pytest every notebook had an environment of its own and
 # every kernel started as the first, plain one.
 # SLMLAB_NO_4BIT (`qlora.NO_4BIT_VARIABLE`) is read when a lab asks for 4 bit, not on import:
-# the suite's runs of labs 04, 06 and 08 without 4 bit had a zygote of their own.
-PER_KERNEL_VARIABLES = frozenset({"JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "SLMLAB_NO_4BIT"})
+# the suite's runs of labs 04, 06 and 08 without 4 bit had a zygote of their own. The runner
+# reads SLMLAB_CELL_TIMEOUT (`course.CELL_TIMEOUT_VARIABLE`), a kernel never does.
+PER_KERNEL_VARIABLES = frozenset({"JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "SLMLAB_NO_4BIT",
+                                  "SLMLAB_CELL_TIMEOUT"})
 
 
 def _imported_with(env: dict) -> dict:
