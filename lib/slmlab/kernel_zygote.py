@@ -183,7 +183,7 @@ def fork_kernel(cmd: list[str], kwargs: dict) -> int | None:
                     theirs.close()  # the zygote holds it now: if it dies, recv sees the end
                     pid = int(json.loads(ours.recv(64))["pid"])
             except (OSError, ValueError, KeyError):  # it died: this kernel plain, the next
-                _zygotes.pop(key, None)              # one starts a new zygote
+                _discard(key)                        # one starts a new zygote
                 return None
             finally:
                 theirs.close()
@@ -200,14 +200,21 @@ def _alive(zygote: tuple[subprocess.Popen, socket.socket, int]) -> bool:
     return not select.select([zygote[2]], [], [], 0)[0]
 
 
+def _discard(key: str) -> None:
+    """Forget a zygote: reap it if it ended (and this process started it), close this
+    process's connection (the zygote exits when no client is left) and its pidfd."""
+    zygote = _zygotes.pop(key, None)
+    if zygote is not None:
+        zygote[0].poll()
+        zygote[1].close()
+        os.close(zygote[2])
+
+
 def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket, int] | None:
     zygote = _zygotes.get(key)
     if zygote is not None and _alive(zygote):
         return zygote
-    if zygote is not None:  # it ended: reap it (if this process started it), free its handles
-        zygote[0].poll()
-        zygote[1].close()
-        os.close(zygote[2])
+    _discard(key)  # it ended
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote_env = _imported_with(env)
     try:
