@@ -19,7 +19,7 @@ import pytest
 import zmq
 from jupyter_client.client import KernelClient
 
-from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote
+from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, tool_server
 from slmlab.course import CELL_TIMEOUT_VARIABLE
 
 _start_channels = KernelClient.start_channels
@@ -73,6 +73,13 @@ nbval.plugin.RunningKernel = _KernelWithSolutionsApart
 # one suite run with the zygote's default wait of 2 minutes).
 os.environ.setdefault(kernel_zygote.IDLE_VARIABLE, "3600")
 kernel_zygote.use_for_kernels()
+
+# The ONNX builder's and Olive's servers (slmlab.tool_server) serve the test processes and
+# the kernels of labs 05 and 06 alike, for as long as the suite runs (this, the first
+# process, is their owner; the workers and kernels inherit the variable): each imports its
+# tool once (~10-14 s of one core), not once per process that asks.
+os.environ.setdefault(tool_server.OWNER_VARIABLE, str(os.getpid()))
+os.environ.setdefault(tool_server.IDLE_VARIABLE, "3600")
 
 
 # --- Two workers (`make test` runs `pytest -n 2`) --------------------------------------

@@ -1,9 +1,14 @@
-"""Tools in forks of one server: same exit codes and logs as a plain process, and an idle
-server frees its memory."""
+"""Tools in forks of one server: same exit codes and logs as a plain process, one server for
+every process that asks, and a server frees its memory when idle or when its owners end."""
 
+import json
 import os
+import socket
+import subprocess
 import sys
 import time
+
+import psutil
 
 from slmlab import tool_server, tools
 
@@ -14,17 +19,15 @@ def test_a_command_runs_in_a_fork_and_an_idle_server_exits(tmp_path):
     assert tool_server.run("json.tool", ["in.json"], tmp_path / "a.log", tmp_path, env) == 0
     assert '"a": [' in (tmp_path / "a.log").read_text(), "run in cwd, output in its log"
     server = tool_server.server("json.tool", env)
-    assert server is not None and server.poll() is None
+    assert server is not None and psutil.pid_exists(server)
     assert tool_server.run("json.tool", ["missing.json"], tmp_path / "b.log", tmp_path, env) == 2
     assert "missing.json" in (tmp_path / "b.log").read_text()
-    assert tool_server.server("json.tool", env) is server, "a failed command ends its child only"
-    deadline = time.monotonic() + 30
-    while server.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert server.poll() == 0, "an idle server exits"
+    assert tool_server.server("json.tool", env) == server, "a failed command ends its child only"
+    assert psutil.Process(server).wait(timeout=30) == 0, "an idle server exits"
+    assert not tool_server.socket_path(("json.tool",), env).exists(), "and removes its socket"
     # the next command starts a new server
     assert tool_server.run("json.tool", ["in.json"], tmp_path / "c.log", tmp_path, env) == 0
-    assert tool_server.server("json.tool", env) is not server
+    assert tool_server.server("json.tool", env) not in (None, server)
 
 
 DRAW = "import torch\nprint('drawn', torch.rand(3).tolist())\n"
@@ -75,4 +78,68 @@ def test_commands_of_other_tests_share_a_server_and_each_sees_its_own_test_name(
         assert tool_server.run("name", [], log, tmp_path, dict(env, PYTEST_CURRENT_TEST=test)) == 0
         assert log.read_text().strip() == test
         servers.append(tool_server.server("name", dict(env, PYTEST_CURRENT_TEST=test)))
-    assert servers[0] is not None and servers[0] is servers[1]
+    assert servers[0] is not None and servers[0] == servers[1]
+
+
+# what a tool sees of its caller: the variables a Jupyter kernel sets and a test process does not
+SHOW_CALLER = ("import os\nprint(os.getpid(), os.environ.get('JPY_PARENT_PID'), "
+               "os.environ.get('MPLBACKEND'))\n")
+ASK_FROM_ANOTHER_PROCESS = """
+import json, sys
+from pathlib import Path
+from slmlab import tool_server
+env, log = json.loads(sys.argv[1]), Path(sys.argv[2])
+print(tool_server.run("caller", [], log, log.parent, env), tool_server.server("caller", env))
+"""
+
+
+def test_a_kernel_and_a_test_process_share_one_server_each_with_its_own_variables(tmp_path):
+    """Lab 05's and lab 06's kernels and the test processes ask for the same builder: one
+    server imports it for all. Each command still runs with its caller's environment."""
+    (tmp_path / "caller.py").write_text(SHOW_CALLER)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="20")
+    env.pop("JPY_PARENT_PID", None)
+    env.pop("MPLBACKEND", None)
+    assert tool_server.run("caller", [], tmp_path / "here.log", tmp_path, env) == 0
+    server = tool_server.server("caller", env)
+    kernel_env = dict(env, JPY_PARENT_PID="4242", MPLBACKEND="agg", TERM="xterm-color")
+    asked = subprocess.run([sys.executable, "-c", ASK_FROM_ANOTHER_PROCESS,
+                            json.dumps(kernel_env), str(tmp_path / "there.log")],
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert asked.stdout.split() == ["0", str(server)], asked.stdout
+    here, there = ((tmp_path / name).read_text().split() for name in ("here.log", "there.log"))
+    assert here[1:] == ["None", "None"] and there[1:] == ["4242", "agg"]
+    assert here[0] != there[0], "each command in a fork of its own"
+    other = dict(env, SOME_LIBRARY_SETTING="1")  # anything else: another server
+    assert tool_server.run("caller", [], tmp_path / "other.log", tmp_path, other) == 0
+    assert tool_server.server("caller", other) not in (None, server)
+
+
+def test_a_server_ends_with_its_owners_and_a_caller_that_leaves_ends_its_command(tmp_path):
+    (tmp_path / "sleepy.py").write_text(  # the server imports it: run only as __main__
+        "import os, time\nif __name__ == '__main__':\n"
+        "    print(os.getpid(), flush=True)\n    time.sleep(120)\n")
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="600",
+               SLMLAB_TOOL_OWNER=str(owner.pid))
+    try:
+        log = tmp_path / "sleepy.log"
+        connection = tool_server._connect(tool_server.socket_path(("sleepy",), env)) \
+            or tool_server._start(tool_server.socket_path(("sleepy",), env), ("sleepy",), env)
+        with connection:  # a caller that asks, then stops waiting (an interrupted cell)
+            connection.sendall((json.dumps({"module": "sleepy", "args": [], "log": str(log),
+                                            "cwd": str(tmp_path), "env": env,
+                                            "owner": owner.pid}) + "\n").encode())
+            deadline = time.monotonic() + 30
+            while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            connection.shutdown(socket.SHUT_RDWR)
+        command = psutil.Process(int(log.read_text().split()[0]))
+        command.wait(timeout=10)  # the server ended it (psutil.TimeoutExpired if not)
+        server = tool_server.server("sleepy", env)
+        assert server is not None, "an owner is alive: the server stays, despite no command"
+        owner.kill()
+        owner.wait()
+        assert psutil.Process(server).wait(timeout=15) == 0, "its only owner ended: it exits"
+    finally:
+        owner.kill()

@@ -2,48 +2,78 @@
 process that has imported the tool's libraries once.
 
 Started as a new process, `olive` or `python -m onnxruntime_genai.models.builder` spends
-seconds importing torch, transformers and onnx before it does anything (the builder: ~7 s
-of CPU on 2 cores), and labs 05 and 06 run several. The first call for a tool starts a
-server (`python -m slmlab.tool_server MODULE...`, in the tool's environment) that imports
-the modules once, then forks a child per command that runs the tool's module as
-`python -m` would: each command still runs alone in a process of its own, in its working
-directory, with its output in its log, and a crash ends that child only. One server per
-(environment, modules): Olive's environment carries another builder version than the
-course's. If a server cannot start, `run` says so and the caller runs a plain process.
-A child can start from a given random seed (`seed`): torch 2.13 seeds its generator from
-the OS in every process, so a tool that draws before it seeds itself (Olive's LoRA pass
-builds the adapter, then its trainer seeds) otherwise gives another result on every run.
-A server holds its libraries in memory (the builder's: ~0.4 GB resident), so it exits
-after `IDLE_SECONDS` without a command; the next command starts a new one.
+seconds importing torch, transformers and onnx before it does anything (Olive's imports:
+~14 s of one core, the builder's ~10 s), and labs 05 and 06 run several. The first call for
+a tool starts a server (`python -m slmlab.tool_server --listen SOCKET MODULE...`, in the
+tool's environment) that imports the modules once, then forks a child per command that runs
+the tool's module as `python -m` would: each command still runs alone in a process of its
+own, in its working directory, with its output in its log and its caller's environment,
+and a crash ends that child only.
+
+A server listens on a Unix socket named after its key (the Python, the modules and the
+environment less what differs per caller: `CALLER_VARIABLES`), so every process that asks
+for the same tool shares it: lab 05's and lab 06's kernels, the test processes, the
+course's pool. Olive's environment carries another builder version than the course's: a
+server of its own. If a server cannot start, `run` says so and the caller runs a plain
+process. A child can start from a given random seed (`seed`): torch 2.13 seeds its generator
+from the OS in every process, so a tool that draws before it seeds itself (Olive's LoRA
+pass builds the adapter, then its trainer seeds) otherwise gives another result on every run.
+A server holds its libraries in memory (Olive's: ~0.5 GB resident), so it exits once no
+command runs and either `IDLE_SECONDS` passed without one or every process it serves for has
+ended (`OWNER_VARIABLE`: the test suite and the course name themselves, so their servers
+outlive the kernels that asked; otherwise the asking process is the owner). A caller that
+stops waiting (an interrupted cell) ends its command.
 """
 
+import contextlib
+import fcntl
+import hashlib
 import importlib
 import importlib.util
 import json
 import os
 import runpy
 import select
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-REPLY = "slmlab-tool-exit "  # marks the server's answers among anything a library prints
-IDLE_SECONDS = float(os.environ.get("SLMLAB_TOOL_SERVER_IDLE", 120))
+REPLY = "slmlab-tool-exit "  # marks the server's answer
+IDLE_VARIABLE = "SLMLAB_TOOL_SERVER_IDLE"
+IDLE_SECONDS = float(os.environ.get(IDLE_VARIABLE, 120))
+OWNER_VARIABLE = "SLMLAB_TOOL_OWNER"  # pid of the process whose life a server may share
+START_SECONDS = 30.0  # a server binds its socket before it imports: it answers at once
 
-_servers: dict[str, subprocess.Popen] = {}
 _lock = threading.Lock()
-# Set per command, read by no library on import: pytest names the running test here, so in a
-# test process every test had a server of its own (and imported the tool again)
-PER_COMMAND_VARIABLES = ("PYTEST_CURRENT_TEST",)
+# Set per caller and read by no tool's library on import: pytest names the running test and
+# its worker; a Jupyter kernel sets its parent, terminal and pager variables and matplotlib's
+# backend. Left out of the key (a kernel and a test process share a server); each command
+# runs with its caller's own values.
+CALLER_VARIABLES = frozenset({
+    "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_XDIST_TESTRUNUID", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL",
+    "PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR",
+    "PAGER", "GIT_PAGER", "MPLBACKEND", "SLMLAB_NO_4BIT", "SLMLAB_CELL_TIMEOUT", OWNER_VARIABLE})
 
 
 def _key(preload: tuple[str, ...], env: dict) -> str:
-    imported = {k: v for k, v in env.items() if k not in PER_COMMAND_VARIABLES}
-    return json.dumps([preload, sorted(imported.items())])
+    imported = {k: v for k, v in env.items() if k not in CALLER_VARIABLES}
+    return json.dumps([sys.executable, preload, sorted(imported.items())])
+
+
+def socket_path(preload: tuple[str, ...], env: dict) -> Path:
+    """Where the server for these modules and this environment listens."""
+    folder = Path(tempfile.gettempdir()) / f"slmlab-tools-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{hashlib.sha256(_key(preload, env).encode()).hexdigest()[:20]}.sock"
 
 
 def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dict,
@@ -52,36 +82,68 @@ def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dic
     `module`) under `env`, its random generators seeded with `seed` if given; its exit code,
     or None when there is no server."""
     preload = (*preload, module)
-    key = _key(preload, env)
-    with _lock:
-        process = _servers.get(key)
-        if process is None or process.poll() is not None:
+    path = socket_path(preload, env)
+    request = json.dumps({"module": module, "args": args, "log": str(Path(log_path).resolve()),
+                          "cwd": str(cwd or os.getcwd()), "seed": seed, "env": env,
+                          "owner": int(env.get(OWNER_VARIABLE) or os.getpid())}) + "\n"
+    for _ in range(2):  # a server that ended as we asked: start another, once
+        connection = _connect(path) or _start(path, preload, env)
+        if connection is None:
+            return None
+        with connection:
             try:
-                process = subprocess.Popen([sys.executable, "-m", "slmlab.tool_server", *preload],
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=subprocess.DEVNULL, env=env, text=True)
+                connection.sendall(request.encode())
+                answer = connection.makefile().readline()
             except OSError:
-                return None
-            _servers[key] = process
+                answer = ""
+        if answer.startswith(REPLY):
+            return int(answer[len(REPLY):])
+    return None
+
+
+def _connect(path: Path) -> socket.socket | None:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(str(path))
+    except OSError:  # none yet, or one that ended without removing its socket
+        connection.close()
+        return None
+    return connection
+
+
+def _start(path: Path, preload: tuple[str, ...], env: dict) -> socket.socket | None:
+    """Start the server at `path` (one process does, under a lock) and connect to it."""
+    # one lock for all starts (held until the new server listens: a fraction of a second)
+    with _lock, open(path.with_name("starting.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be starting this one
+        connection = _connect(path)
+        if connection is not None:
+            return connection
+        path.unlink(missing_ok=True)  # a server that was killed leaves its socket behind
         try:
-            process.stdin.write(json.dumps({"module": module, "args": args,
-                                            "log": str(Path(log_path).resolve()),
-                                            "cwd": str(cwd or os.getcwd()), "seed": seed,
-                                            "env": {k: env[k] for k in PER_COMMAND_VARIABLES
-                                                    if k in env}}) + "\n")
-            process.stdin.flush()
-            for line in process.stdout:
-                if line.startswith(REPLY):
-                    return int(line[len(REPLY):])
-        except (BrokenPipeError, ValueError):
-            pass
-        _servers.pop(key, None)  # it died (or could not import the tool): plain processes
+            process = subprocess.Popen(
+                [sys.executable, "-m", "slmlab.tool_server", "--listen", str(path), *preload],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True)  # not in the caller's group
+        except OSError:
+            return None
+        deadline = time.monotonic() + START_SECONDS
+        while process.poll() is None and time.monotonic() < deadline:
+            connection = _connect(path)
+            if connection is not None:
+                return connection
+            time.sleep(0.02)
         return None
 
 
-def server(module: str, env: dict, preload: tuple[str, ...] = ()) -> subprocess.Popen | None:
-    """The live server `run` would use for these arguments, if any (for tests)."""
-    return _servers.get(_key((*preload, module), env))
+def server(module: str, env: dict, preload: tuple[str, ...] = ()) -> int | None:
+    """The pid of the live server `run` would use for these arguments, if any (for tests)."""
+    connection = _connect(socket_path((*preload, module), env))
+    if connection is None:
+        return None
+    with connection:  # the peer's credentials: its pid
+        credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return int.from_bytes(credentials[:4], sys.byteorder)
 
 
 def seed_imported_generators(seed: int | None) -> None:
@@ -135,9 +197,8 @@ def _run_child(request: dict) -> NoReturn:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.chdir(request["cwd"])
-        for name in PER_COMMAND_VARIABLES:  # this command's, not the first one's
-            os.environ.pop(name, None)
-        os.environ.update(request.get("env", {}))
+        os.environ.clear()  # the caller's environment, its own per-caller variables included
+        os.environ.update(request["env"])
         if request.get("seed") is not None:
             seed_imported_generators(request["seed"])
         _run_as_main(request["module"], request["args"])
@@ -145,19 +206,79 @@ def _run_child(request: dict) -> NoReturn:
     exit_with_outcome(work)
 
 
-def serve(preload: list[str]) -> None:
+def _read_request(connection: socket.socket) -> dict | None:
+    """One request line; None for a caller that only looked (`server`) or sent nonsense."""
+    connection.settimeout(10)  # a caller writes its request as soon as it connects
+    try:
+        line = connection.makefile().readline()
+        return json.loads(line) if line else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        connection.settimeout(None)
+
+
+def serve(path: str, preload: list[str]) -> None:
+    """Listen at `path` (before importing: callers connect at once and wait there), import
+    `preload`, then fork a child per request and answer each caller with its exit code. Ends
+    once nothing runs and either IDLE_SECONDS passed or every owner has ended. No threads:
+    fork copies only the calling one."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    ours = os.stat(path).st_ino  # a newer server may own the path by the time this one ends
+    listener.listen(64)
     for name in preload:
         importlib.import_module(name)
-    while select.select([sys.stdin], [], [], IDLE_SECONDS)[0]:  # nothing for a while: exit
-        line = sys.stdin.readline()
-        if not line:  # the caller is gone
-            return
-        request = json.loads(line)
-        child = os.fork()
-        if child == 0:
-            _run_child(request)
-        _, status = os.waitpid(child, 0)
-        print(REPLY + str(os.waitstatus_to_exitcode(status)), flush=True)
+    running: dict[int, tuple[int, socket.socket]] = {}  # child's pidfd -> (pid, its caller)
+    owners: dict[int, int] = {}  # owner's pid -> pidfd
+    abandoned: set[int] = set()  # children whose caller left
+    last_request = time.monotonic()
+    while True:
+        for pid, pidfd in list(owners.items()):
+            if select.select([pidfd], [], [], 0)[0]:  # that owner has ended
+                os.close(owners.pop(pid))
+        idle = time.monotonic() - last_request
+        if not running and (idle >= IDLE_SECONDS or (not owners and idle > 1)):
+            break
+        # a caller's socket turns readable only when it hangs up (an interrupted cell)
+        callers = {caller: pidfd for pidfd, (_, caller) in running.items()
+                   if pidfd not in abandoned}
+        ready = select.select([listener, *running, *callers], [], [], 1.0)[0]
+        for item in ready:
+            if item in running:  # a command ended: its exit code to its caller
+                pid, caller = running.pop(item)
+                abandoned.discard(item)
+                _, status = os.waitpid(pid, 0)
+                os.close(item)
+                with caller, contextlib.suppress(OSError):
+                    caller.sendall(f"{REPLY}{os.waitstatus_to_exitcode(status)}\n".encode())
+            elif item in callers and callers[item] in running:  # its caller left: end it
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(callers[item], signal.SIGTERM)
+                abandoned.add(callers[item])
+        if listener in ready:
+            caller, _ = listener.accept()
+            request = _read_request(caller)
+            if request is None:
+                caller.close()
+                continue
+            last_request = time.monotonic()
+            owner = request.get("owner")
+            if owner and owner not in owners:
+                with contextlib.suppress(OSError):
+                    owners[owner] = os.pidfd_open(owner)
+            pid = os.fork()
+            if pid == 0:  # the child holds nothing of the server's
+                for fd in [*running, *owners.values()]:
+                    os.close(fd)
+                for other in [listener, *callers]:
+                    other.close()
+                _run_child(request)
+            running[os.pidfd_open(pid)] = (pid, caller)
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == ours:
+            os.unlink(path)
+    listener.close()
 
 
 def run_seeded(seed: int, module: str, args: list[str]) -> None:
@@ -173,5 +294,5 @@ def run_seeded(seed: int, module: str, args: list[str]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--seed"]:  # python -m slmlab.tool_server --seed N MODULE ARGS...
         run_seeded(int(sys.argv[2]), sys.argv[3], sys.argv[4:])
-    else:
-        serve(sys.argv[1:])
+    else:  # python -m slmlab.tool_server --listen SOCKET MODULE...
+        serve(sys.argv[2], sys.argv[3:])
