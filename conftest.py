@@ -19,7 +19,7 @@ import pytest
 import zmq
 from jupyter_client.client import KernelClient
 
-from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, tool_server
+from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, tool_server, tools
 from slmlab.course import CELL_TIMEOUT_VARIABLE
 
 _start_channels = KernelClient.start_channels
@@ -78,7 +78,7 @@ kernel_zygote.use_for_kernels()
 # the kernels of labs 05 and 06 alike, for as long as the suite runs (this, the first
 # process, is their owner; the workers and kernels inherit the variable): each imports its
 # tool once (~10-14 s of one core), not once per process that asks.
-os.environ.setdefault(tool_server.OWNER_VARIABLE, str(os.getpid()))
+os.environ.setdefault(tools.OWNER_VARIABLE, str(os.getpid()))
 os.environ.setdefault(tool_server.IDLE_VARIABLE, "3600")
 
 

@@ -120,10 +120,10 @@ def test_training_losses_reads_trainer_logs(tmp_path):
 def test_olive_commands_run_in_forks_of_one_server_and_fail_in_one_line(tmp_path):
     import psutil
 
-    from slmlab import tool_server, tools
+    from slmlab import tools
 
     def olive_server():
-        return tool_server.server("olive", olive_pipeline.olive_env(),
+        return tools.server_pid("olive", olive_pipeline.olive_env(),
                                   olive_pipeline.OLIVE_PRELOAD)
 
     seconds = olive_pipeline.run_olive(["--help"], tmp_path / "help.log", cwd=tmp_path)
@@ -142,12 +142,12 @@ def test_without_a_server_olive_runs_as_a_process_of_its_own(tmp_path, monkeypat
     import os
     import sys
 
-    from slmlab import tool_server
+    from slmlab import tools
 
     with monkeypatch.context() as patch:
         patch.setattr(sys, "executable", "/nonexistent/python")  # the server cannot start
-        assert tool_server.run("olive", ["--help"], tmp_path / "x.log", tmp_path,
+        assert tools.ask_server("olive", ["--help"], tmp_path / "x.log", tmp_path,
                                dict(os.environ)) is None
-    monkeypatch.setattr(tool_server, "run", lambda *args: None)  # no server: the fallback
+    monkeypatch.setattr(tools, "ask_server", lambda *args: None)  # no server: the fallback
     olive_pipeline.run_olive(["--help"], tmp_path / "plain.log")
     assert "usage" in (tmp_path / "plain.log").read_text()

@@ -10,24 +10,24 @@ import time
 
 import psutil
 
-from slmlab import tool_server, tools
+from slmlab import tools
 
 
 def test_a_command_runs_in_a_fork_and_an_idle_server_exits(tmp_path):
     env = dict(os.environ, SLMLAB_TOOL_SERVER_IDLE="1")
     (tmp_path / "in.json").write_text('{"a": [1, 2]}')
-    assert tool_server.run("json.tool", ["in.json"], tmp_path / "a.log", tmp_path, env) == 0
+    assert tools.ask_server("json.tool", ["in.json"], tmp_path / "a.log", tmp_path, env) == 0
     assert '"a": [' in (tmp_path / "a.log").read_text(), "run in cwd, output in its log"
-    server = tool_server.server("json.tool", env)
+    server = tools.server_pid("json.tool", env)
     assert server is not None and psutil.pid_exists(server)
-    assert tool_server.run("json.tool", ["missing.json"], tmp_path / "b.log", tmp_path, env) == 2
+    assert tools.ask_server("json.tool", ["missing.json"], tmp_path / "b.log", tmp_path, env) == 2
     assert "missing.json" in (tmp_path / "b.log").read_text()
-    assert tool_server.server("json.tool", env) == server, "a failed command ends its child only"
+    assert tools.server_pid("json.tool", env) == server, "a failed command ends its child only"
     assert psutil.Process(server).wait(timeout=30) == 0, "an idle server exits"
-    assert not tool_server.socket_path(("json.tool",), env).exists(), "and removes its socket"
+    assert not tools.socket_path(("json.tool",), env).exists(), "and removes its socket"
     # the next command starts a new server
-    assert tool_server.run("json.tool", ["in.json"], tmp_path / "c.log", tmp_path, env) == 0
-    assert tool_server.server("json.tool", env) not in (None, server)
+    assert tools.ask_server("json.tool", ["in.json"], tmp_path / "c.log", tmp_path, env) == 0
+    assert tools.server_pid("json.tool", env) not in (None, server)
 
 
 DRAW = "import torch\nprint('drawn', torch.rand(3).tolist())\n"
@@ -46,7 +46,7 @@ def test_a_seeded_command_draws_the_same_numbers_in_any_server(tmp_path):
         env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="5",
                    WHICH_SERVER=server_name)  # another environment: another server
         log = tmp_path / f"{server_name}-{seed}.log"
-        assert tool_server.run("draw", [], log, tmp_path, env, ("torch",), seed=seed) == 0
+        assert tools.ask_server("draw", [], log, tmp_path, env, ("torch",), seed=seed) == 0
         return drawn(log)
 
     assert draw("a", 3) == draw("b", 3), "the same seed in two servers: the same numbers"
@@ -59,7 +59,7 @@ def test_without_a_server_a_seeded_command_draws_as_a_fork_would(tmp_path, monke
     env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="5")
     tools.run_python([sys.executable, "-m", "draw"], tmp_path / "fork.log", "draw", env=env,
                      cwd=tmp_path, preload=("torch",), seed=3)
-    monkeypatch.setattr(tool_server, "run", lambda *args: None)  # no server: the fallback
+    monkeypatch.setattr(tools, "ask_server", lambda *args: None)  # no server: the fallback
     for name in ("plain-1", "plain-2"):
         tools.run_python([sys.executable, "-m", "draw"], tmp_path / f"{name}.log", "draw",
                          env=env, cwd=tmp_path, seed=3)
@@ -75,9 +75,9 @@ def test_commands_of_other_tests_share_a_server_and_each_sees_its_own_test_name(
     servers = []
     for test in ("test_a (call)", "test_b (call)"):
         log = tmp_path / f"{test[:6]}.log"
-        assert tool_server.run("name", [], log, tmp_path, dict(env, PYTEST_CURRENT_TEST=test)) == 0
+        assert tools.ask_server("name", [], log, tmp_path, dict(env, PYTEST_CURRENT_TEST=test)) == 0
         assert log.read_text().strip() == test
-        servers.append(tool_server.server("name", dict(env, PYTEST_CURRENT_TEST=test)))
+        servers.append(tools.server_pid("name", dict(env, PYTEST_CURRENT_TEST=test)))
     assert servers[0] is not None and servers[0] == servers[1]
 
 
@@ -87,9 +87,9 @@ SHOW_CALLER = ("import os\nprint(os.getpid(), os.environ.get('JPY_PARENT_PID'), 
 ASK_FROM_ANOTHER_PROCESS = """
 import json, sys
 from pathlib import Path
-from slmlab import tool_server
+from slmlab import tools
 env, log = json.loads(sys.argv[1]), Path(sys.argv[2])
-print(tool_server.run("caller", [], log, log.parent, env), tool_server.server("caller", env))
+print(tools.ask_server("caller", [], log, log.parent, env), tools.server_pid("caller", env))
 """
 
 
@@ -100,8 +100,8 @@ def test_a_kernel_and_a_test_process_share_one_server_each_with_its_own_variable
     env = dict(os.environ, PYTHONPATH=str(tmp_path), SLMLAB_TOOL_SERVER_IDLE="20")
     env.pop("JPY_PARENT_PID", None)
     env.pop("MPLBACKEND", None)
-    assert tool_server.run("caller", [], tmp_path / "here.log", tmp_path, env) == 0
-    server = tool_server.server("caller", env)
+    assert tools.ask_server("caller", [], tmp_path / "here.log", tmp_path, env) == 0
+    server = tools.server_pid("caller", env)
     kernel_env = dict(env, JPY_PARENT_PID="4242", MPLBACKEND="agg", TERM="xterm-color")
     asked = subprocess.run([sys.executable, "-c", ASK_FROM_ANOTHER_PROCESS,
                             json.dumps(kernel_env), str(tmp_path / "there.log")],
@@ -111,8 +111,8 @@ def test_a_kernel_and_a_test_process_share_one_server_each_with_its_own_variable
     assert here[1:] == ["None", "None"] and there[1:] == ["4242", "agg"]
     assert here[0] != there[0], "each command in a fork of its own"
     other = dict(env, SOME_LIBRARY_SETTING="1")  # anything else: another server
-    assert tool_server.run("caller", [], tmp_path / "other.log", tmp_path, other) == 0
-    assert tool_server.server("caller", other) not in (None, server)
+    assert tools.ask_server("caller", [], tmp_path / "other.log", tmp_path, other) == 0
+    assert tools.server_pid("caller", other) not in (None, server)
 
 
 def test_a_server_ends_with_its_owners_and_a_caller_that_leaves_ends_its_command(tmp_path):
@@ -124,8 +124,8 @@ def test_a_server_ends_with_its_owners_and_a_caller_that_leaves_ends_its_command
                SLMLAB_TOOL_OWNER=str(owner.pid))
     try:
         log = tmp_path / "sleepy.log"
-        connection = tool_server._connect(tool_server.socket_path(("sleepy",), env)) \
-            or tool_server._start(tool_server.socket_path(("sleepy",), env), ("sleepy",), env)
+        connection = tools._connect(tools.socket_path(("sleepy",), env)) \
+            or tools._start(tools.socket_path(("sleepy",), env), ("sleepy",), env)
         with connection:  # a caller that asks, then stops waiting (an interrupted cell)
             connection.sendall((json.dumps({"module": "sleepy", "args": [], "log": str(log),
                                             "cwd": str(tmp_path), "env": env,
@@ -136,7 +136,7 @@ def test_a_server_ends_with_its_owners_and_a_caller_that_leaves_ends_its_command
             connection.shutdown(socket.SHUT_RDWR)
         command = psutil.Process(int(log.read_text().split()[0]))
         command.wait(timeout=10)  # the server ended it (psutil.TimeoutExpired if not)
-        server = tool_server.server("sleepy", env)
+        server = tools.server_pid("sleepy", env)
         assert server is not None, "an owner is alive: the server stays, despite no command"
         owner.kill()
         owner.wait()

@@ -22,7 +22,7 @@ import papermill
 import psutil
 from traitlets.config import Config
 
-from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, tool_server
+from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, tools
 from slmlab.report import RUN_FILE, last_run_seconds, write_report
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
@@ -226,7 +226,7 @@ def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = Fal
     Labs share only the artifact cache, whose entries are written atomically.
     """
     # the builder's and Olive's servers that labs 05 and 06 start serve every lab of this run
-    os.environ.setdefault(tool_server.OWNER_VARIABLE, str(os.getpid()))
+    os.environ.setdefault(tools.OWNER_VARIABLE, str(os.getpid()))
     seconds, failed = {}, []
 
     def record(number: int, notebook: Path, outcome: tuple[float, str, bool]) -> None:

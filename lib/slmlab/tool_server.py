@@ -1,33 +1,23 @@
-"""Python command-line tools (Olive, the onnxruntime-genai builder), each run in a fork of a
-process that has imported the tool's libraries once.
+"""The tool server: a process that imported a Python command-line tool's libraries once
+(Olive, the onnxruntime-genai builder) and runs each command in a fork of itself.
 
 Started as a new process, `olive` or `python -m onnxruntime_genai.models.builder` spends
 seconds importing torch, transformers and onnx before it does anything (Olive's imports:
-~14 s of one core, the builder's ~10 s), and labs 05 and 06 run several. The first call for
-a tool starts a server (`python -m slmlab.tool_server --listen SOCKET MODULE...`, in the
-tool's environment) that imports the modules once, then forks a child per command that runs
-the tool's module as `python -m` would: each command still runs alone in a process of its
-own, in its working directory, with its output in its log and its caller's environment,
-and a crash ends that child only.
-
-A server listens on a Unix socket named after its key (the Python, the modules and the
-environment less what differs per caller: `CALLER_VARIABLES`), so every process that asks
-for the same tool shares it: lab 05's and lab 06's kernels, the test processes, the
-course's pool. Olive's environment carries another builder version than the course's: a
-server of its own. If a server cannot start, `run` says so and the caller runs a plain
-process. A child can start from a given random seed (`seed`): torch 2.13 seeds its generator
-from the OS in every process, so a tool that draws before it seeds itself (Olive's LoRA
-pass builds the adapter, then its trainer seeds) otherwise gives another result on every run.
-A server holds its libraries in memory (Olive's: ~0.5 GB resident), so it exits once no
-command runs and either `IDLE_SECONDS` passed without one or every process it serves for has
-ended (`OWNER_VARIABLE`: the test suite and the course name themselves, so their servers
-outlive the kernels that asked; otherwise the asking process is the owner). A caller that
-stops waiting (an interrupted cell) ends its command.
+~14 s of one core, the builder's ~10 s), and labs 05 and 06 run several. A server
+(`python -m slmlab.tool_server --listen SOCKET MODULE...`, started by `tools.ask_server`
+in the tool's environment) listens, imports the modules, then forks a child per command that
+runs the tool's module as `python -m` would: each command still runs alone in a process of
+its own, in its working directory, with its output in its log and its caller's environment,
+and a crash ends that child only. A child can start from a given random seed: torch 2.13
+seeds its generator from the OS in every process, so a tool that draws before it seeds
+itself (Olive's LoRA pass builds the adapter, then its trainer seeds) otherwise gives
+another result on every run. A server holds its libraries in memory (Olive's: ~0.5 GB
+resident), so it exits once no command runs and either `IDLE_SECONDS` passed without one or
+every process it serves for (its owners, see `tools`) has ended. A caller that stops waiting
+(an interrupted cell) ends its command.
 """
 
 import contextlib
-import fcntl
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -36,116 +26,15 @@ import runpy
 import select
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import NoReturn
 
 REPLY = "slmlab-tool-exit "  # marks the server's answer
 IDLE_VARIABLE = "SLMLAB_TOOL_SERVER_IDLE"
 IDLE_SECONDS = float(os.environ.get(IDLE_VARIABLE, 120))
-OWNER_VARIABLE = "SLMLAB_TOOL_OWNER"  # pid of the process whose life a server may share
-START_SECONDS = 30.0  # a server binds its socket before it imports: it answers at once
-
-_lock = threading.Lock()
-# Set per caller and read by no tool's library on import: pytest names the running test and
-# its worker; a Jupyter kernel sets its parent, terminal and pager variables and matplotlib's
-# backend. Left out of the key (a kernel and a test process share a server); each command
-# runs with its caller's own values.
-CALLER_VARIABLES = frozenset({
-    "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL",
-    "PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR",
-    "PAGER", "GIT_PAGER", "MPLBACKEND", "SLMLAB_NO_4BIT", "SLMLAB_CELL_TIMEOUT", OWNER_VARIABLE})
-
-
-def _key(preload: tuple[str, ...], env: dict) -> str:
-    imported = {k: v for k, v in env.items() if k not in CALLER_VARIABLES}
-    return json.dumps([sys.executable, preload, sorted(imported.items())])
-
-
-def socket_path(preload: tuple[str, ...], env: dict) -> Path:
-    """Where the server for these modules and this environment listens."""
-    folder = Path(tempfile.gettempdir()) / f"slmlab-tools-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / f"{hashlib.sha256(_key(preload, env).encode()).hexdigest()[:20]}.sock"
-
-
-def run(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dict,
-        preload: tuple[str, ...] = (), seed: int | None = None) -> int | None:
-    """Run `python -m MODULE ARGS` in a fork of the server that imported `preload` (and
-    `module`) under `env`, its random generators seeded with `seed` if given; its exit code,
-    or None when there is no server."""
-    preload = (*preload, module)
-    path = socket_path(preload, env)
-    request = json.dumps({"module": module, "args": args, "log": str(Path(log_path).resolve()),
-                          "cwd": str(cwd or os.getcwd()), "seed": seed, "env": env,
-                          "owner": int(env.get(OWNER_VARIABLE) or os.getpid())}) + "\n"
-    for _ in range(2):  # a server that ended as we asked: start another, once
-        connection = _connect(path) or _start(path, preload, env)
-        if connection is None:
-            return None
-        with connection:
-            try:
-                connection.sendall(request.encode())
-                answer = connection.makefile().readline()
-            except OSError:
-                answer = ""
-        if answer.startswith(REPLY):
-            return int(answer[len(REPLY):])
-    return None
-
-
-def _connect(path: Path) -> socket.socket | None:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        connection.connect(str(path))
-    except OSError:  # none yet, or one that ended without removing its socket
-        connection.close()
-        return None
-    return connection
-
-
-def _start(path: Path, preload: tuple[str, ...], env: dict) -> socket.socket | None:
-    """Start the server at `path` (one process does, under a lock) and connect to it."""
-    # one lock for all starts (held until the new server listens: a fraction of a second)
-    with _lock, open(path.with_name("starting.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be starting this one
-        connection = _connect(path)
-        if connection is not None:
-            return connection
-        path.unlink(missing_ok=True)  # a server that was killed leaves its socket behind
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "slmlab.tool_server", "--listen", str(path), *preload],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True)  # not in the caller's group
-        except OSError:
-            return None
-        deadline = time.monotonic() + START_SECONDS
-        while process.poll() is None and time.monotonic() < deadline:
-            connection = _connect(path)
-            if connection is not None:
-                return connection
-            time.sleep(0.02)
-        return None
-
-
-def server(module: str, env: dict, preload: tuple[str, ...] = ()) -> int | None:
-    """The pid of the live server `run` would use for these arguments, if any (for tests)."""
-    connection = _connect(socket_path((*preload, module), env))
-    if connection is None:
-        return None
-    with connection:  # the peer's credentials: its pid
-        credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    return int.from_bytes(credentials[:4], sys.byteorder)
-
-
 def seed_imported_generators(seed: int | None) -> None:
     """Seed Python's, NumPy's and torch's generators, where imported (the server's modules);
     None: from the OS, as a new process seeds them (a fork starts with its parent's state)."""
