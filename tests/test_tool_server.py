@@ -143,3 +143,21 @@ def test_a_server_ends_with_its_owners_and_a_caller_that_leaves_ends_its_command
         assert psutil.Process(server).wait(timeout=15) == 0, "its only owner ended: it exits"
     finally:
         owner.kill()
+
+
+def test_a_socket_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
+    """A caller sends its whole environment (tokens included) to the server: only through a
+    folder that is this user's alone. Otherwise the tool runs as a plain process."""
+    monkeypatch.setattr(tools.tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = tmp_path / f"slmlab-tools-{os.getuid()}"
+    folder.mkdir()
+    folder.chmod(0o777)
+    (tmp_path / "in.json").write_text('{"a": 1}')
+    env = dict(os.environ, SLMLAB_TOOL_SERVER_IDLE="5")
+    assert tools.ask_server("json.tool", ["in.json"], tmp_path / "a.log", tmp_path, env) is None
+    tools.run_python([sys.executable, "-m", "json.tool", "in.json"], tmp_path / "b.log",
+                     "json.tool", env=env, cwd=tmp_path)
+    assert '"a": 1' in (tmp_path / "b.log").read_text() and not list(folder.iterdir())
+    folder.chmod(0o700)  # this user's alone: used
+    assert tools.ask_server("json.tool", ["in.json"], tmp_path / "c.log", tmp_path, env) == 0
+    assert tools.server_pid("json.tool", env) is not None

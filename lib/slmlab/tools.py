@@ -106,10 +106,17 @@ def _key(preload: tuple[str, ...], env: dict) -> str:
     return json.dumps([sys.executable, preload, sorted(imported.items())])
 
 
-def socket_path(preload: tuple[str, ...], env: dict) -> Path:
-    """Where the server for these modules and this environment listens."""
+def socket_path(preload: tuple[str, ...], env: dict) -> Path | None:
+    """Where the server for these modules and this environment listens; None if the folder
+    is not this user's alone (a caller sends its environment, tokens included)."""
     folder = Path(tempfile.gettempdir()) / f"slmlab-tools-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        mine = folder.lstat()
+    except OSError:
+        return None
+    if mine.st_uid != os.getuid() or mine.st_mode & 0o077 or folder.is_symlink():
+        return None
     return folder / f"{hashlib.sha256(_key(preload, env).encode()).hexdigest()[:20]}.sock"
 
 
@@ -120,6 +127,8 @@ def ask_server(module: str, args: list[str], log_path: Path, cwd: Path | None, e
     or None when there is no server."""
     preload = (*preload, module)
     path = socket_path(preload, env)
+    if path is None:
+        return None
     request = json.dumps({"module": module, "args": args, "log": str(Path(log_path).resolve()),
                           "cwd": str(cwd or os.getcwd()), "seed": seed, "env": env,
                           "owner": int(env.get(OWNER_VARIABLE) or os.getpid())}) + "\n"
@@ -174,8 +183,9 @@ def _start(path: Path, preload: tuple[str, ...], env: dict) -> socket.socket | N
 
 
 def server_pid(module: str, env: dict, preload: tuple[str, ...] = ()) -> int | None:
-    """The pid of the live server `run` would use for these arguments, if any (for tests)."""
-    connection = _connect(socket_path((*preload, module), env))
+    """The pid of the live server `ask_server` would use for these arguments, if any."""
+    path = socket_path((*preload, module), env)
+    connection = _connect(path) if path else None
     if connection is None:
         return None
     with connection:  # the peer's credentials: its pid
