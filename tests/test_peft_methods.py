@@ -1,11 +1,12 @@
 """Lab 08's measuring helpers."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from slmlab import peft_methods, presets
+from slmlab import peft_methods, presets, tools
 
 # Measured in a fresh process, as lab 08 measures each method: in a long-lived one (a test
 # worker) a freed block that malloc keeps resident can serve the next allocation without the
@@ -65,10 +66,15 @@ def test_a_method_is_measured_in_its_own_process(tone_rows):
         except psutil.Error:  # it ended meanwhile, or is a zombie not yet reaped: not live
             return None
 
-    def workers() -> set[int]:  # multiprocessing's resource tracker and the fork server
-        live = {p.pid: command_words(p) for p in psutil.Process().children(recursive=True)}
-        return {pid for pid, words in live.items()  # those two stay: not the method's
-                if words is not None and not {"resource_tracker", "forkserver"} & words}
+    def is_server(process: psutil.Process) -> bool:
+        return {"tool_server", "--listen"} <= (command_words(process) or set())
+
+    def workers() -> set[int]:
+        """Live processes below this one, but a tool server: it stays to serve the next
+        method. A method's process is a fork of it (same command line, parent a server)."""
+        return {p.pid for p in psutil.Process().children(recursive=True)
+                if command_words(p) is not None and not (is_server(p) and not any(
+                    is_server(parent) for parent in p.parents()))}
 
     before = workers()
     row = peft_methods.run_method("lora", "tiny-phi3-student", base, tone_rows["train"][:32],
@@ -76,6 +82,8 @@ def test_a_method_is_measured_in_its_own_process(tone_rows):
     assert row["trainable_params"] > 0 and 0 < row["trainable_percent"] < 100
     assert row["peak_memory_mb"] > 0 and 0 <= row["accuracy"] <= 1
     assert len(row["losses"]) == 2, "one loss per step"
+    # it ran as a fork of the server that imported lab 08's module (not in this process)
+    assert tools.server_pid("slmlab.peft_methods", dict(os.environ)) is not None
     # nothing it started is left (processes of earlier tests may end meanwhile: a kernel,
     # an idle kernel zygote)
     assert not workers() - before, "the method's process ended"

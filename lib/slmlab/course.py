@@ -22,7 +22,7 @@ import papermill
 import psutil
 from traitlets.config import Config
 
-from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, tools
+from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote
 from slmlab.report import RUN_FILE, last_run_seconds, write_report
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
@@ -225,8 +225,6 @@ def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = Fal
     with two threads.
     Labs share only the artifact cache, whose entries are written atomically.
     """
-    # the builder's and Olive's servers that labs 05 and 06 start serve every lab of this run
-    os.environ.setdefault(tools.OWNER_VARIABLE, str(os.getpid()))
     seconds, failed = {}, []
 
     def record(number: int, notebook: Path, outcome: tuple[float, str, bool]) -> None:

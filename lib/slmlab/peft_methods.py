@@ -7,13 +7,15 @@ built and trained (the kernel's own peak, `metrics.peak_rss_mb`), minus the RSS 
 before: the same probe for every method.
 """
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import json
+import sys
+import tempfile
+from pathlib import Path
 
 import torch
 from peft import get_peft_model, prepare_model_for_kbit_training
 
-from slmlab import presets, qlora, zoo
+from slmlab import presets, qlora, tools, zoo
 from slmlab.data import load_tone, unseen_word_rows
 from slmlab.metrics import count_parameters, peak_rss_mb, saved_size_mb, tone_accuracy
 from slmlab.train_loop import train_on_tone
@@ -70,26 +72,26 @@ def run_method(method: str, model_id: str, base_parameters: int, train_rows, tes
     A process that trained one method keeps its freed heap and reuses it for the next, so
     in one process the order decides the memory figures (measured here: LoRA r 4 peaked
     at 155 MB above start alone, 35 MB after full fine-tuning in the same process). A
-    fresh process per method measures every method the same way. Each is forked from one
-    server process that imported the libraries once (a new interpreter per method cost ~10 s
-    of imports each); never forked from the caller: that would copy its heap again.
+    fresh process per method measures every method the same way: `python -m
+    slmlab.peft_methods`, forked from a tool server that imported this module (torch,
+    transformers, PEFT) once (`tools.run_python`; a new interpreter per method cost ~10 s of
+    imports each), never from the caller, whose heap it would copy. A method that fails
+    raises ToolError with the last line of its log.
     """
-    with ProcessPoolExecutor(max_workers=1, mp_context=_fresh_process_context()) as pool:
-        return pool.submit(_run_here, method, model_id, base_parameters, list(train_rows),
-                           list(test_rows), steps, rank, batch_size, seed).result()
-
-
-def _fresh_process_context() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    # the server imports this module (torch, transformers, peft) once; later calls reuse it
-    context.set_forkserver_preload([__name__])
-    return context
+    with tempfile.TemporaryDirectory(prefix="slmlab-method-") as folder:
+        request, row = Path(folder) / "request.json", Path(folder) / "row.json"
+        request.write_text(json.dumps({
+            "method": method, "model_id": model_id, "base_parameters": base_parameters,
+            "train_rows": list(train_rows), "test_rows": list(test_rows), "steps": steps,
+            "rank": rank, "batch_size": batch_size, "seed": seed}))
+        tools.run_python([sys.executable, "-m", __name__, str(request), str(row)],
+                         Path(folder) / "method.log", f"lab 08's {method} run")
+        return json.loads(row.read_text())
 
 
 def _run_here(method: str, model_id: str, base_parameters: int, train_rows: list,
               test_rows: list, steps: int, rank: int, batch_size: int, seed: int) -> dict:
-    # this process writes to the terminal of whoever started the lab (the notebook does not
-    # capture a child's output): no progress bars there
+    # this process writes to a log nobody reads unless it fails: no progress bars there
     import datasets
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging
@@ -108,3 +110,8 @@ def _run_here(method: str, model_id: str, base_parameters: int, train_rows: list
 
     (model, run), peak_mb = peak_rss_mb(build_and_train)
     return measure(model, run, peak_mb, tokenizer, base_parameters, train_rows, test_rows)
+
+
+if __name__ == "__main__":  # python -m slmlab.peft_methods REQUEST.json ROW.json (run_method)
+    arguments = json.loads(Path(sys.argv[1]).read_text())
+    Path(sys.argv[2]).write_text(json.dumps(_run_here(**arguments)))
