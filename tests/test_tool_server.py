@@ -3,10 +3,13 @@ every process that asks, and a server frees its memory when idle or when its own
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 
@@ -148,8 +151,9 @@ def test_a_server_ends_with_its_owners_and_a_caller_that_leaves_ends_its_command
 def test_a_socket_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
     """A caller sends its whole environment (tokens included) to the server: only through a
     folder that is this user's alone. Otherwise the tool runs as a plain process."""
-    monkeypatch.setattr(tools.tempfile, "gettempdir", lambda: str(tmp_path))
-    folder = tmp_path / f"slmlab-tools-{os.getuid()}"
+    short = Path(tempfile.mkdtemp(prefix="t", dir="/tmp"))  # a socket path has <= 107 bytes
+    monkeypatch.setattr(tools.tempfile, "gettempdir", lambda: str(short))
+    folder = short / f"slmlab-tools-{os.getuid()}"
     folder.mkdir()
     folder.chmod(0o777)
     (tmp_path / "in.json").write_text('{"a": 1}')
@@ -161,3 +165,7 @@ def test_a_socket_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
     folder.chmod(0o700)  # this user's alone: used
     assert tools.ask_server("json.tool", ["in.json"], tmp_path / "c.log", tmp_path, env) == 0
     assert tools.server_pid("json.tool", env) is not None
+    (tmp_path / ("d" * 90)).mkdir()
+    monkeypatch.setattr(tools.tempfile, "gettempdir", lambda: str(tmp_path / ("d" * 90)))
+    assert tools.socket_path(("json.tool",), env) is None, "a path too long to bind: no server"
+    shutil.rmtree(short, ignore_errors=True)  # the server removes its socket when it ends

@@ -31,6 +31,7 @@ from slmlab import tool_server
 
 OWNER_VARIABLE = "SLMLAB_TOOL_OWNER"  # pid of the process whose life a server may share
 START_SECONDS = 30.0  # a server listens before it imports: it answers at once
+MAX_SOCKET_PATH = 107  # bytes of a Unix socket's path on Linux (a deep TMPDIR: no server)
 
 
 class ToolError(RuntimeError):
@@ -117,7 +118,8 @@ def socket_path(preload: tuple[str, ...], env: dict) -> Path | None:
         return None
     if mine.st_uid != os.getuid() or mine.st_mode & 0o077 or folder.is_symlink():
         return None
-    return folder / f"{hashlib.sha256(_key(preload, env).encode()).hexdigest()[:20]}.sock"
+    path = folder / f"{hashlib.sha256(_key(preload, env).encode()).hexdigest()[:20]}.sock"
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
 
 
 def ask_server(module: str, args: list[str], log_path: Path, cwd: Path | None, env: dict,
