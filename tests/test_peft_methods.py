@@ -1,8 +1,10 @@
 """Lab 08's measuring helpers."""
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +89,15 @@ def test_a_method_is_measured_in_its_own_process(tone_rows):
     # nothing it started is left (processes of earlier tests may end meanwhile: a kernel,
     # an idle kernel zygote)
     assert not workers() - before, "the method's process ended"
+
+
+def test_a_method_that_fails_says_why_in_one_line_and_keeps_its_log(tone_rows):
+    with pytest.raises(tools.ToolError) as failed:
+        peft_methods.run_method("no_such_method", "tiny-phi3-student", 1,
+                                tone_rows["train"][:4], tone_rows["test"][:2], steps=1)
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith("lab 08's no_such_method run failed")
+    assert "no_such_method" in message.split(": ", 1)[1], "the log's last line says why"
+    log = Path(message.rsplit("(log ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text()
+    shutil.rmtree(log.parent)

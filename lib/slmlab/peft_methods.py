@@ -8,6 +8,7 @@ before: the same probe for every method.
 """
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -76,17 +77,19 @@ def run_method(method: str, model_id: str, base_parameters: int, train_rows, tes
     slmlab.peft_methods`, forked from a tool server that imported this module (torch,
     transformers, PEFT) once (`tools.run_python`; a new interpreter per method cost ~10 s of
     imports each), never from the caller, whose heap it would copy. A method that fails
-    raises ToolError with the last line of its log.
+    raises ToolError with the last line of its log, which is kept.
     """
-    with tempfile.TemporaryDirectory(prefix="slmlab-method-") as folder:
-        request, row = Path(folder) / "request.json", Path(folder) / "row.json"
-        request.write_text(json.dumps({
-            "method": method, "model_id": model_id, "base_parameters": base_parameters,
-            "train_rows": list(train_rows), "test_rows": list(test_rows), "steps": steps,
-            "rank": rank, "batch_size": batch_size, "seed": seed}))
-        tools.run_python([sys.executable, "-m", __name__, str(request), str(row)],
-                         Path(folder) / "method.log", f"lab 08's {method} run")
-        return json.loads(row.read_text())
+    folder = Path(tempfile.mkdtemp(prefix="slmlab-method-"))
+    request, row = folder / "request.json", folder / "row.json"
+    request.write_text(json.dumps({
+        "method": method, "model_id": model_id, "base_parameters": base_parameters,
+        "train_rows": list(train_rows), "test_rows": list(test_rows), "steps": steps,
+        "rank": rank, "batch_size": batch_size, "seed": seed}))
+    tools.run_python([sys.executable, "-m", __name__, str(request), str(row)],
+                     folder / "method.log", f"lab 08's {method} run")
+    result = json.loads(row.read_text())
+    shutil.rmtree(folder)  # a failed run's folder stays: its log is named in the error
+    return result
 
 
 def _run_here(method: str, model_id: str, base_parameters: int, train_rows: list,

@@ -35,6 +35,8 @@ from typing import NoReturn
 REPLY = "slmlab-tool-exit "  # marks the server's answer
 IDLE_VARIABLE = "SLMLAB_TOOL_SERVER_IDLE"
 IDLE_SECONDS = float(os.environ.get(IDLE_VARIABLE, 120))
+
+
 def seed_imported_generators(seed: int | None) -> None:
     """Seed Python's, NumPy's and torch's generators, where imported (the server's modules);
     None: from the OS, as a new process seeds them (a fork starts with its parent's state)."""
@@ -96,7 +98,8 @@ def _run_child(request: dict) -> NoReturn:
 
 
 def _read_request(connection: socket.socket) -> dict | None:
-    """One request line; None for a caller that only looked (`server`) or sent nonsense."""
+    """One request line; None for a caller that only looked (`tools.server_pid`) or sent
+    nonsense."""
     connection.settimeout(10)  # a caller writes its request as soon as it connects
     try:
         line = connection.makefile().readline()
