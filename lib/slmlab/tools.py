@@ -7,12 +7,12 @@ once (`tool_server`), or as a plain `python -m` process when there is no server.
 
 A server listens on a Unix socket named after its key (the Python, the modules and the
 environment less what differs per caller: `CALLER_VARIABLES`), so every process that asks
-for the same tool shares it: lab 05's and lab 06's kernels, the test processes, the
-course's pool. Olive's environment carries another builder version than the course's: a
+for the same tool shares it: lab 05's and lab 06's kernels, lab 08's methods, the test
+processes. Olive's environment carries another builder version than the course's: a
 server of its own. A server serves until idle, or until its owners have ended: the
-processes named by `OWNER_VARIABLE` in its callers' environments (the test suite and the
-course runner name themselves, so their servers outlive the kernels that asked), or else
-the callers themselves.
+processes named by `OWNER_VARIABLE` in its callers' environments (the test suite names
+itself, so its servers outlive the kernels that asked), or else the callers themselves (the
+course: a server ends with the kernel that started it, whose memory the course counts).
 """
 
 import fcntl
