@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from slmlab import tool_server
+from slmlab import kernel_zygote, tool_server
 
 OWNER_VARIABLE = "SLMLAB_TOOL_OWNER"  # pid of the process whose life a server may share
 START_SECONDS = 30.0  # a server listens before it imports: it answers at once
@@ -91,15 +91,16 @@ def run_python(command: list[str], log_path: str | Path, name: str, env: dict | 
 # --- asking a tool server ------------------------------------------------------------------
 
 _lock = threading.Lock()
-# Set per caller and read by no tool's library on import: pytest names the running test and
-# its worker; a Jupyter kernel sets its parent, terminal and pager variables and matplotlib's
-# backend. Left out of the key (a kernel and a test process share a server); each command
-# runs with its caller's own values.
-CALLER_VARIABLES = frozenset({
-    "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL",
-    "PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR",
-    "PAGER", "GIT_PAGER", "MPLBACKEND", "SLMLAB_NO_4BIT", "SLMLAB_CELL_TIMEOUT", OWNER_VARIABLE})
+# Set per caller and read by no tool's library on import: those a kernel zygote leaves out
+# of its key too (the running test's name, SLMLAB_NO_4BIT, ...), pytest's worker names, and
+# what a Jupyter kernel sets: its parent, terminal and pager variables and matplotlib's
+# backend (which the zygote, importing ipykernel and matplotlib, must keep). Left out of the
+# key (a kernel and a test process share a server); each command runs with its caller's own.
+CALLER_VARIABLES = kernel_zygote.PER_KERNEL_VARIABLES | {
+    "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
+    "JPY_PARENT_PID", "PYDEVD_USE_FRAME_EVAL", "PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING", "TERM",
+    "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER", "GIT_PAGER", "MPLBACKEND",
+    OWNER_VARIABLE}
 
 
 def _key(preload: tuple[str, ...], env: dict) -> str:
