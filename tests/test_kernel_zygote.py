@@ -188,6 +188,12 @@ def test_variables_only_a_kernel_reads_do_not_make_another_zygote():
     assert kernel_zygote._key(dict(env, JPY_PARENT_PID="202", PYTEST_CURRENT_TEST="t",
                                    **{qlora.NO_4BIT_VARIABLE: "1",
                                       CELL_TIMEOUT_VARIABLE: "2"})) == key
+    # what importing ORT-GenAI and PEFT sets in a test process midway through the suite
+    import onnxruntime_genai  # noqa: F401
+    import peft  # noqa: F401
+
+    set_on_import = {k: os.environ[k] for k in ("ORT_LIB_PATH", "TORCHINDUCTOR_CACHE_DIR")}
+    assert kernel_zygote._key(dict(env, JPY_PARENT_PID="101", **set_on_import)) == key
     # ipykernel's flag is set or not; libraries read the number of threads on import
     assert kernel_zygote._key(env) != key
     assert kernel_zygote._key(dict(env, JPY_PARENT_PID="101", OMP_NUM_THREADS="2")) != key

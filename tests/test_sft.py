@@ -82,6 +82,12 @@ def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
     for name, tensor in expected.items():  # training is deterministic: bit for bit
         assert torch.equal(lora_weights(stored)[name], tensor), name
         assert torch.equal(lora_weights(loaded)[name], tensor), name
+    def trainable(model):
+        return [name for name, p in model.named_parameters() if p.requires_grad]
+
+    # the same model either way: what counts as trainable too (lab 07's table reports it)
+    assert trainable(loaded) == trainable(fresh) and trainable(fresh)
+    assert not loaded.training and not fresh.training
     # another setting is another key: never served the wrong adapter
     other, _, fourth = train_adapter("tiny-phi3-student", cache_dir=tmp_path,
                                      **{**settings, "seed": 6})

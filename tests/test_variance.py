@@ -58,3 +58,15 @@ def test_a_partial_run_adds_its_labs_to_the_stored_runs_of_the_others(tmp_path, 
     assert lift["a_higher_on_every_seed"] and lift["a_minus_b"]["n"] == 2
     assert json.loads((tmp_path / "runs" / "variance.json").read_text()) == result
     assert "[2/2] 02_loralib_layer_swaps" in capsys.readouterr().out
+
+
+def test_the_parameters_variance_sets_are_the_labs_own():
+    """A renamed lab parameter must not leave `make variance` setting a name papermill only
+    warns about (lab 02 would then skip the projection comparison it is run for)."""
+    from slmlab.parameters import lab_defaults
+    from slmlab.variance import LABS
+
+    for lab, parameters in LABS.items():
+        defaults = lab_defaults(lab)
+        for name, value in parameters.items():
+            assert name in defaults and type(value) is type(defaults[name]), (lab, name)

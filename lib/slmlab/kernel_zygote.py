@@ -78,12 +78,20 @@ def forked_kernels() -> list[psutil.Process]:
 # reads SLMLAB_CELL_TIMEOUT (`course.CELL_TIMEOUT_VARIABLE`), a kernel never does.
 PER_KERNEL_VARIABLES = frozenset({"JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "SLMLAB_NO_4BIT",
                                   "SLMLAB_CELL_TIMEOUT"})
+# Variables a library sets in the process that imports it, for its own later use (both read
+# at call time, not on import): onnxruntime_genai points ORT_LIB_PATH at its runtime, torch's
+# inductor (which PEFT imports) names its cache folder. A test process that imported ORT-GenAI
+# midway through the suite had one more variable, and its next kernel (and Olive or builder
+# server) imported everything again in a zygote or server of its own (~12 s of one core).
+SET_ON_IMPORT_VARIABLES = frozenset({"ORT_LIB_PATH", "TORCHINDUCTOR_CACHE_DIR"})
 
 
 def _imported_with(env: dict) -> dict:
     """The environment a zygote imports under: the kernel's, less what differs per kernel
-    and only the kernel reads (JPY_PARENT_PID stays: ipykernel reads it when imported)."""
-    return {k: v for k, v in env.items() if k not in PER_KERNEL_VARIABLES}
+    and only the kernel reads (JPY_PARENT_PID stays: ipykernel reads it when imported), and
+    what libraries set in the process that imports them."""
+    ignored = PER_KERNEL_VARIABLES | SET_ON_IMPORT_VARIABLES
+    return {k: v for k, v in env.items() if k not in ignored}
 
 
 def _key(env: dict) -> str:

@@ -190,7 +190,9 @@ def _load_or_train(model_id: str, rows: list, key: str, cache_dir: Path, use_cac
     entry = artifact_cache.lookup(key, cache_dir) if use_cache else None
     if entry is not None:
         model, tokenizer = zoo.load(model_id)
-        model = PeftModel.from_pretrained(model, str(entry / "adapter")).eval()
+        # is_trainable: its LoRA weights count as trainable, as a freshly trained model's do
+        # (lab 07's sweep table read 0 % trainable for every trial the cache served)
+        model = PeftModel.from_pretrained(model, str(entry / "adapter"), is_trainable=True).eval()
         info = json.loads((entry / "info.json").read_text()) | {"source": f"cache {entry}"}
         print(f"LoRA adapter loaded from the cache ({entry.name}): trained earlier with the "
               f"same model, data and settings in {info['train_seconds']} s")

@@ -92,15 +92,17 @@ def run_python(command: list[str], log_path: str | Path, name: str, env: dict | 
 
 _lock = threading.Lock()
 # Set per caller and read by no tool's library on import: those a kernel zygote leaves out
-# of its key too (the running test's name, SLMLAB_NO_4BIT, ...), pytest's worker names, and
+# of its key too (the running test's name, SLMLAB_NO_4BIT, what importing ORT-GenAI or
+# PEFT sets in a test process, ...), pytest's worker names, and
 # what a Jupyter kernel sets: its parent, terminal and pager variables and matplotlib's
 # backend (which the zygote, importing ipykernel and matplotlib, must keep). Left out of the
 # key (a kernel and a test process share a server); each command runs with its caller's own.
-CALLER_VARIABLES = kernel_zygote.PER_KERNEL_VARIABLES | {
+CALLER_VARIABLES = (kernel_zygote.PER_KERNEL_VARIABLES
+                    | kernel_zygote.SET_ON_IMPORT_VARIABLES | {
     "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
     "JPY_PARENT_PID", "PYDEVD_USE_FRAME_EVAL", "PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING", "TERM",
     "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER", "GIT_PAGER", "MPLBACKEND",
-    OWNER_VARIABLE}
+    OWNER_VARIABLE})
 
 
 def _key(preload: tuple[str, ...], env: dict) -> str:

@@ -19,7 +19,9 @@ from pathlib import Path
 from slmlab import REPO_ROOT, RUNS_DIR
 from slmlab.course import COURSE_JOBS, longest_first, run_pool, threads_per_job
 
-LABS = {"01_distillation": {}, "02_loralib_layer_swaps": {}, "03_peft_lora_sft": {},
+LABS = {"01_distillation": {},
+        "02_loralib_layer_swaps": {"train_choices": True},  # the projection comparison
+        "03_peft_lora_sft": {},
         "04_qlora": {"show_cpu_pitfall": False},  # the pitfall run is not a comparison
         "05_merge_int4_export": {}, "07_tuning_and_evaluation": {},
         "08_peft_methods_compared": {}}
