@@ -66,6 +66,9 @@ def test_lab_runs_end_to_end_with_its_scaffolds(lab, tmp_path, monkeypatch):
         assert not metrics["memory_figures_measured"] and metrics["accuracy_gap_points"] is None
         assert list(metrics["runs"]) == ["LoRA, fp32 base"]
         assert metrics["linear_memory_ratio"] > 1  # from the byte formula, labelled as such
+    if lab.stem == "02_loralib_layer_swaps":  # train_choices: every choice trained, scored
+        choices = metrics["projection_choices"]
+        assert len(choices) == 3 and all(0 <= c["accuracy"] <= 1 for c in choices.values())
     if lab.stem == "06_olive_pipeline":
         assert metrics["qlora_accuracy_onnx_int4"] is None
     if lab.stem == "08_peft_methods_compared":

@@ -36,7 +36,8 @@ QUICK_MODEL = {"model_id": "tiny-phi3-student"}
 QUICK_PARAMETERS: dict[str, dict] = {
     "00_setup_tour": {"max_new_tokens": 8},   # tests/test_papermill.py runs it with the student
     "01_distillation": {"teacher_steps": 6, "student_steps": 6, "n_synthetic": 40},
-    "02_loralib_layer_swaps": {"steps": 6, **QUICK_MODEL},
+    # its opt-in comparison too: the solutions run only the default path
+    "02_loralib_layer_swaps": {"steps": 6, "train_choices": True, **QUICK_MODEL},
     "03_peft_lora_sft": {"max_steps": 6, "interrupt_at": 3, "compare_ranks": [8],
                          "chat_steps": 3, **QUICK_MODEL},
     "04_qlora": {"steps": 6, **QUICK_MODEL},
