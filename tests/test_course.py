@@ -16,12 +16,12 @@ from slmlab.course import (
     CELL_TIMEOUT_VARIABLE,
     FIRST_RUN_ORDER,
     STARTS_FIRST,
-    TreeMemory,
     longest_first,
     run_labs,
     stderr_log,
     stderr_to,
 )
+from slmlab.tree_memory import TreeMemory
 
 # a process that holds 300 MB resident for 1.5 s
 HOLD_300_MB = ("import time\nblock = bytearray(300_000_000)\n"
