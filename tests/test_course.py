@@ -21,7 +21,7 @@ from slmlab.course import (
     stderr_log,
     stderr_to,
 )
-from slmlab.tree_memory import TreeMemory
+from slmlab.peak_memory import TreeMemory
 
 # a process that holds 300 MB resident for 1.5 s
 HOLD_300_MB = ("import time\nblock = bytearray(300_000_000)\n"

@@ -15,7 +15,7 @@ from jupyter_client import KernelManager
 
 from slmlab import kernel_zygote, qlora
 from slmlab.course import CELL_TIMEOUT_VARIABLE
-from slmlab.tree_memory import TreeMemory
+from slmlab.peak_memory import TreeMemory
 
 # An environment of this module's own, so its kernels come from a zygote of their own (one
 # for the module: conftest keeps its tests on one worker), which ends soon after them.

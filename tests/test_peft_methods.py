@@ -16,16 +16,16 @@ from slmlab import peft_methods, presets, tools
 PEAK_PROBE = """
 import sys, time
 import numpy as np
-from slmlab import metrics
+from slmlab import peak_memory
 if sys.argv[1] == "sampling":  # where the peak cannot be reset: a thread samples the RSS
-    metrics._reset_peak_rss = lambda: False
+    peak_memory._reset_peak_rss = lambda: False
 def short():
     return np.ones(64 * 2**20 // 8).sum()
 def held():
     array = np.ones(64 * 2**20 // 8)
     time.sleep(0.3)
     return array.sum()
-result, peak = metrics.peak_rss_mb(short if sys.argv[1] == "vmhwm" else held)
+result, peak = peak_memory.peak_rss_mb(short if sys.argv[1] == "vmhwm" else held)
 assert result == 64 * 2**20 // 8
 print(peak)
 """

@@ -20,8 +20,8 @@ import torch
 from slmlab import REPO_ROOT, RUNS_DIR
 from slmlab.course import COURSE_JOBS, run_labs
 from slmlab.environment import describe
+from slmlab.peak_memory import TreeMemory
 from slmlab.report import collect
-from slmlab.tree_memory import TreeMemory
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 10, rounds: int = 5) -> float:

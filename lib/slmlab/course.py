@@ -21,8 +21,8 @@ import papermill
 from traitlets.config import Config
 
 from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote
+from slmlab.peak_memory import TreeMemory
 from slmlab.report import RUN_FILE, last_run_seconds, write_report
-from slmlab.tree_memory import TreeMemory
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
 # reference, metrics.json is written. The headline targets (which need the full training

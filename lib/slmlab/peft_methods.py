@@ -3,7 +3,7 @@
 Every method trains the same zoo model on the same tone rows for the same steps with the
 course's loop (`train_loop.train_on_tone`: loss on the tone token), each in a fresh
 process. Peak memory is that process's peak resident set size (RSS) while the model is
-built and trained (the kernel's own peak, `metrics.peak_rss_mb`), minus the RSS just
+built and trained (the kernel's own peak, `peak_memory.peak_rss_mb`), minus the RSS just
 before: the same probe for every method.
 """
 
@@ -18,7 +18,8 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 
 from slmlab import presets, qlora, tools, zoo
 from slmlab.data import load_tone, unseen_word_rows
-from slmlab.metrics import count_parameters, peak_rss_mb, saved_size_mb, tone_accuracy
+from slmlab.metrics import count_parameters, saved_size_mb, tone_accuracy
+from slmlab.peak_memory import peak_rss_mb
 from slmlab.train_loop import train_on_tone
 
 # Learning rates that suit each method at this size (full fine-tuning updates every weight,
