@@ -66,8 +66,12 @@ def test_one_run_on_to_the_end_keeps_what_early_stopping_would_have(teacher, ton
     _, tokenizer = teacher
     settings = dict(train_rows=tone_rows["train"][:16], val_rows=tone_rows["validation"][:16],
                     steps=40, eval_every=5, lr=3e-2, patience=1)
+    # both from the same adapter: LoRA draws A from the global generator (the test passed only
+    # while the test before it on the same worker happened to leave it at seed 0)
+    torch.manual_seed(0)
     stopping = presets.add_lora(zoo.load_model("tiny-phi3-student"), r=4, alpha=8)
     stopped = train_loop.train_with_validation(stopping, tokenizer, **settings)
+    torch.manual_seed(0)
     going_on = presets.add_lora(zoo.load_model("tiny-phi3-student"), r=4, alpha=8)
     full = train_loop.train_with_validation(going_on, tokenizer, **settings, stop=False)
     early = full[-1]
