@@ -156,3 +156,12 @@ def pytest_collection_modifyitems(config, items):
     # a stable sort: a notebook's cells keep their order
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=_expected_cost)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The machine's matmul rate as the run ends, measured by the first process once the
+    workers are done (`slmlab.bench.speed_line`): one thread, as each worker ran."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        from slmlab.bench import speed_line
+
+        terminalreporter.write_line(speed_line())

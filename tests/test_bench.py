@@ -47,3 +47,17 @@ def test_figures_map_lab_metrics_to_fixed_keys():
                                   "torch": "2.13.0", "torch_threads": 2},
                       "lab_seconds": {"00_setup_tour": 9.0}, **result})
     assert "| lab 00 seconds | 9.0 |" in table and "`int4_size_ratio`" in table
+
+
+def test_the_speed_line_names_a_measured_rate_and_leaves_the_threads_as_they_were():
+    import re
+
+    import torch
+
+    from slmlab.bench import speed_line
+
+    threads = torch.get_num_threads()
+    line = speed_line()
+    rate = float(re.search(r"now: ([0-9.]+) GFLOP/s", line).group(1))
+    assert rate > 0.1 and "1 thread" in line
+    assert torch.get_num_threads() == threads

@@ -41,6 +41,20 @@ def matmul_gflops(size: int = 1024, repeats: int = 10, rounds: int = 5) -> float
     return 2 * size**3 * repeats / fastest / 1e9
 
 
+def speed_line(threads: int = 1) -> str:
+    """One line naming this machine's matmul rate now, with `threads` threads (the test suite
+    prints it at its end: its time follows that rate, which moved 1.75x within an hour on the
+    course's machine, so two runs' times compare only at like rates)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rate = matmul_gflops()
+    finally:
+        torch.set_num_threads(before)
+    return (f"machine speed now: {rate:.1f} GFLOP/s fp32 matmul (1024², {threads} thread, "
+            "fastest of 5 rounds); compare suite times only at like speeds")
+
+
 def decode_flops_per_token(config: dict, context: int) -> float:
     """FLOPs of one decoded token with a KV cache: 2 per weight of every matmul (the
     embedding lookup is free), plus attention over `context` cached positions
