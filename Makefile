@@ -64,9 +64,10 @@ labs: $(STAMP)
 	@$(BIN)/python -m slmlab.labgen
 
 # The headline comparisons over seeds -> runs/variance.json (a benchmark, ~12 min per seed;
-# LABS="02 08" runs only those labs, SEEDS="0 1" other seeds).
+# LABS="02 08" runs only those labs, SEEDS="0 1" other seeds; JOBS=1 one lab at a time with
+# every core's thread, as a learner's kernel runs it -> runs/variance_<N>threads.json).
 variance: setup
-	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS)) $(if $(LABS),--labs $(LABS))
+	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS)) $(if $(LABS),--labs $(LABS)) $(if $(JOBS),--jobs $(JOBS))
 
 # Your exercises from each lab's last run: done, wrong (with the message), not started.
 # RUN=1 re-runs the labs you edited since their last run first;

@@ -70,3 +70,28 @@ def test_the_parameters_variance_sets_are_the_labs_own():
         defaults = lab_defaults(lab)
         for name, value in parameters.items():
             assert name in defaults and type(value) is type(defaults[name]), (lab, name)
+
+
+def test_runs_with_another_thread_count_are_kept_apart(tmp_path, monkeypatch, capsys):
+    """`--jobs 1` (a learner's thread count) writes and reads its own runs and summary, never
+    the default ones: the thread count changes every training run."""
+    import json
+
+    import pytest
+
+    from slmlab import variance
+    from slmlab.course import COURSE_JOBS, threads_per_job
+
+    monkeypatch.setattr(variance, "RUNS_DIR", tmp_path)
+    assert variance.variance_dir(COURSE_JOBS) == tmp_path / "variance"
+    apart = variance.variance_dir(1)
+    if threads_per_job(1) != threads_per_job(COURSE_JOBS):
+        assert apart == tmp_path / f"variance_{threads_per_job(1)}threads"
+    summary = variance.summarize({0: {"02_loralib_layer_swaps": {
+        "accuracy_after": 0.9, "accuracy_before": 0.2}}})
+    apart.with_suffix(".json").write_text(json.dumps(summary))
+    variance.main(["--jobs", "1", "--markdown"])
+    assert "accuracy_after − accuracy_before | +70.0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        variance.main(["--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err

@@ -8,6 +8,10 @@ hard labels, QLoRA vs fp32 LoRA, ...) it writes the paired per-seed difference a
 its sign held on every seed. `--labs 02 08` runs only those labs; the summary is always
 built from every lab's runs under `runs/variance/seed_*`, so a partial run adds to the
 earlier ones. A benchmark, not a test: all labs take about 12 minutes per seed on 2 cores.
+`--jobs 1` runs one lab at a time with every core's thread, as a learner's kernel does:
+the thread count changes the float sums and so each training run, a draw of its own
+(stop 41: lab 07 missed a target with two threads only); those runs and their summary go
+to `runs/variance_{N}threads/` and `runs/variance_{N}threads.json`.
 """
 
 import argparse
@@ -104,25 +108,34 @@ def stored_runs(runs_dir: Path) -> dict[int, dict[str, dict]]:
     return per_seed
 
 
-def run(seeds: list[int], labs: list[str] | None = None,
-        runs_dir: Path = RUNS_DIR / "variance", labs_dir: Path = REPO_ROOT / "labs") -> dict:
-    """Run `labs` (default: all of LABS) once per seed; write and return the summary of
-    every stored run to runs_dir/../variance.json."""
+def variance_dir(jobs: int = COURSE_JOBS) -> Path:
+    """Where the runs of `jobs` labs at a time go: runs of another thread count are other
+    draws, kept apart from the default ones (`runs/variance`)."""
+    if jobs == COURSE_JOBS:
+        return RUNS_DIR / "variance"
+    return RUNS_DIR / f"variance_{threads_per_job(jobs)}threads"
+
+
+def run(seeds: list[int], labs: list[str] | None = None, runs_dir: Path | None = None,
+        labs_dir: Path = REPO_ROOT / "labs", jobs: int = COURSE_JOBS) -> dict:
+    """Run `labs` (default: all of LABS) once per seed, `jobs` at a time; write and return
+    the summary of every stored run to runs_dir + ".json" (runs/variance.json)."""
     labs = labs or list(LABS)
+    runs_dir = runs_dir or variance_dir(jobs)
     # every (lab, seed) run in one pool, the longest labs first: two workers stay busy to
     # the end, instead of waiting for each seed's slowest lab
     notebooks = longest_first([labs_dir / f"{lab}.ipynb" for lab in labs], RUNS_DIR)
-    print(f"{len(notebooks)} labs x {len(seeds)} seeds, {COURSE_JOBS} at a time, "
-          f"{threads_per_job(COURSE_JOBS)} thread(s) each", flush=True)
+    print(f"{len(notebooks)} labs x {len(seeds)} seeds, {jobs} at a time, "
+          f"{threads_per_job(jobs)} thread(s) each", flush=True)
     work = [(notebook, runs_dir / f"seed_{seed}", {"seed": seed, **LABS[notebook.stem]})
             for notebook in notebooks for seed in seeds]
     for number, ((notebook, _, parameters), outcome) in enumerate(
-            run_pool(work, COURSE_JOBS, (Exception,)), start=1):
+            run_pool(work, jobs, (Exception,)), start=1):
         seconds, status, _ = outcome
         print(f"[{number}/{len(work)}] {notebook.stem:26} seed {parameters['seed']}  "
               f"{seconds:6.1f} s  {status}", flush=True)
     result = summarize(stored_runs(runs_dir))
-    path = runs_dir.parent / "variance.json"
+    path = runs_dir.with_suffix(".json")
     path.write_text(json.dumps(result, indent=2))
     print(markdown(result))
     print(f"written: {path}")
@@ -151,17 +164,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labs", nargs="+", metavar="NN",
                         help="only these labs, by number (default: all of " +
                              ", ".join(lab[:2] for lab in LABS) + ")")
+    parser.add_argument("--jobs", type=int, default=COURSE_JOBS,
+                        help="labs side by side (1: one at a time with every core's thread, "
+                             "as a learner runs a lab)")
     parser.add_argument("--markdown", action="store_true", help="print the last run's table")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, not {args.jobs}")
     if args.markdown:
-        print(markdown(json.loads((RUNS_DIR / "variance.json").read_text())))
+        print(markdown(json.loads(variance_dir(args.jobs).with_suffix(".json").read_text())))
         return
     by_number = {lab[:2]: lab for lab in LABS}
     unknown = [n for n in args.labs or [] if n.zfill(2) not in by_number]
     if unknown:
         parser.error(f"no variance run for lab {', '.join(unknown)}; "
                      f"choose from {', '.join(by_number)}")
-    run(args.seeds, [by_number[n.zfill(2)] for n in args.labs] if args.labs else None)
+    run(args.seeds, [by_number[n.zfill(2)] for n in args.labs] if args.labs else None,
+        jobs=args.jobs)
 
 
 if __name__ == "__main__":
