@@ -200,6 +200,12 @@ def run_labs(notebooks: list[Path], runs_dir: Path = RUNS_DIR, quick: bool = Fal
     return {lab: seconds[lab] for lab in sorted(seconds)}, sorted(failed)
 
 
+def check_jobs(parser: argparse.ArgumentParser, jobs: int) -> None:
+    """One line, not a pool error, for a `--jobs` below 1 (`make course`, `make variance`)."""
+    if jobs < 1:
+        parser.error(f"--jobs must be at least 1, not {jobs}")
+
+
 def threads_per_job(jobs: int) -> int:
     """Torch threads for each of `jobs` labs side by side: never more threads than cores."""
     return max(1, (os.cpu_count() or 1) // jobs)
@@ -245,8 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--changed", action="store_true",
                         help="only the labs edited since their last run")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be 1 or more, not {args.jobs}")
+    check_jobs(parser, args.jobs)
     run_course(runs_dir=RUNS_DIR / "quick" if args.quick else RUNS_DIR, quick=args.quick,
                jobs=args.jobs, changed_only=args.changed)
 

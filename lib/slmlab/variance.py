@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.course import COURSE_JOBS, longest_first, run_pool, threads_per_job
+from slmlab.course import COURSE_JOBS, check_jobs, longest_first, run_pool, threads_per_job
 
 LABS = {"01_distillation": {},
         "02_loralib_layer_swaps": {"train_choices": True},  # the projection comparison
@@ -111,7 +111,7 @@ def stored_runs(runs_dir: Path) -> dict[int, dict[str, dict]]:
 def variance_dir(jobs: int = COURSE_JOBS) -> Path:
     """Where the runs of `jobs` labs at a time go: runs of another thread count are other
     draws, kept apart from the default ones (`runs/variance`)."""
-    if jobs == COURSE_JOBS:
+    if threads_per_job(jobs) == threads_per_job(COURSE_JOBS):
         return RUNS_DIR / "variance"
     return RUNS_DIR / f"variance_{threads_per_job(jobs)}threads"
 
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> None:
                              "as a learner runs a lab)")
     parser.add_argument("--markdown", action="store_true", help="print the last run's table")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    check_jobs(parser, args.jobs)
     if args.markdown:
         print(markdown(json.loads(variance_dir(args.jobs).with_suffix(".json").read_text())))
         return
