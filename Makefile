@@ -77,7 +77,8 @@ progress: setup
 	@$(BIN)/python -m slmlab.progress $(if $(HTML),--html $(HTML))
 
 # What lab NN needs from earlier labs, built ahead (LAB=05): labs 01, 04-06 start from lab 03's
-# adapter, which each would otherwise train itself on its first run.
+# adapter, which each would otherwise train itself on its first run. Built with every core's
+# thread, as a JupyterLab kernel trains: `make course` (one thread per lab) trains its own.
 checkpoint: setup
 	@$(if $(LAB),,echo "usage: make checkpoint LAB=05"; exit 2;) $(BIN)/python -m slmlab.checkpoint $(LAB)
 

@@ -152,16 +152,30 @@ def _expected_cost(item: pytest.Item) -> tuple[int, float]:
     return (2, 0) if item.get_closest_marker("slow") else (3, 0)
 
 
+_RATE_AT_START = pytest.StashKey[float]()
+
+
 def pytest_collection_modifyitems(config, items):
     # a stable sort: a notebook's cells keep their order
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=_expected_cost)
 
 
+def pytest_sessionstart(session):
+    """The machine's matmul rate before any worker starts (`slmlab.bench.one_thread_gflops`):
+    the summary line names it beside the rate at the end."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        from slmlab.bench import one_thread_gflops
+
+        session.config.stash[_RATE_AT_START] = one_thread_gflops()
+
+
 def pytest_terminal_summary(terminalreporter):
     """The machine's matmul rate as the run ends, measured by the first process once the
-    workers are done (`slmlab.bench.speed_line`): one thread, as each worker ran."""
+    workers are done (`slmlab.bench.speed_line`), beside the rate at its start: one thread,
+    as each worker ran."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         from slmlab.bench import speed_line
 
-        terminalreporter.write_line(speed_line())
+        terminalreporter.write_line(speed_line(
+            rate_at_start=terminalreporter.config.stash.get(_RATE_AT_START, None)))

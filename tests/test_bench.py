@@ -58,6 +58,8 @@ def test_the_speed_line_names_a_measured_rate_and_leaves_the_threads_as_they_wer
 
     threads = torch.get_num_threads()
     line = speed_line()
-    rate = float(re.search(r"now: ([0-9.]+) GFLOP/s", line).group(1))
-    assert rate > 0.1 and "1 thread" in line
+    rate = float(re.search(r"speed: ([0-9.]+) GFLOP/s now", line).group(1))
+    assert rate > 0.1 and "1 thread" in line and "start" not in line
     assert torch.get_num_threads() == threads
+    both = speed_line(rate_at_start=123.45)
+    assert re.search(r"speed: 123\.5 at the start, [0-9.]+ GFLOP/s now", both), both

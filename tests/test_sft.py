@@ -94,6 +94,23 @@ def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
     assert fourth["source"] == "trained" and fourth["key"] != first["key"]
 
 
+def test_another_thread_count_is_another_cache_key():
+    # one thread and two sum the floats in another order, so train other weights: a
+    # learner's kernel (every core) must not be served what `make course` (one thread) trained
+    from slmlab import artifact_cache, zoo
+
+    model_dir, rows, config = zoo.resolve("tiny-phi3-student"), [{"phrase": "x", "tone": "joy"}], {}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = artifact_cache.cache_key(model_dir, rows, config)
+        assert artifact_cache.cache_key(model_dir, rows, config) == one
+        torch.set_num_threads(2)
+        assert artifact_cache.cache_key(model_dir, rows, config) != one
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_under_accelerate_to_the_same_adapter(tmp_path):
     """The script killed mid-run (a closed laptop, an OOM kill), then resumed with

@@ -84,6 +84,19 @@ def test_one_run_on_to_the_end_keeps_what_early_stopping_would_have(teacher, ton
     assert all(torch.equal(early["best_state"][n], restored[n]) for n in restored)
 
 
+def test_a_run_shorter_than_eval_every_is_still_measured_at_its_end(teacher, tone_rows):
+    # lab 07 with overfit_steps 5 (its evaluation every 10 steps) had no point to plot or
+    # keep, and crashed; the last step is always evaluated, off the eval_every grid too
+    from slmlab import presets, zoo
+
+    _, tokenizer = teacher
+    model = presets.add_lora(zoo.load_model("tiny-phi3-student"), r=2, alpha=4)
+    history = train_loop.train_with_validation(model, tokenizer, tone_rows["train"][:8],
+                                               tone_rows["validation"][:8], steps=7,
+                                               eval_every=5, patience=3, stop=False)
+    assert [h["step"] for h in history if "val_loss" in h] == [5, 7]
+
+
 def _denormals_kept() -> bool:
     # 1e-39 is below float32's smallest normal number (~1.2e-38): a denormal
     return bool(torch.count_nonzero(torch.full((4,), 1e-39) * 1.0))

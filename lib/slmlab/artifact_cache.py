@@ -7,9 +7,12 @@ the result, and later labs load it instead of training it again. A lab whose key
 in the cache builds the artifact itself: the cache saves time, never changes a result.
 
 Key: SHA-256 of the model's files, the training rows, the config (the caller adds what
-else decides the result, e.g. a hash of its training code), and the versions of the
-libraries that train (torch, transformers, peft, trl). Entries live in
-`runs/cache/<key>/` (git-ignored); delete the folder to start clean.
+else decides the result, e.g. a hash of its training code), the versions of the
+libraries that train (torch, transformers, peft, trl), and how torch computes here: its
+thread count and the CPU's vector instructions (AVX2, AVX512). Those change the order of
+the float sums, so the trained weights: `make course` runs each lab with one thread and a
+learner's kernel with every core's, and each must get what it would have trained itself.
+Entries live in `runs/cache/<key>/` (git-ignored); delete the folder to start clean.
 """
 
 import contextlib
@@ -37,13 +40,22 @@ def files_digest(directory: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def compute_setting() -> dict:
+    """What decides torch's float sums on this CPU besides the code: threads and vector ISA."""
+    import torch  # here: callers have imported it already, and this module stays light
+
+    return {"torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def cache_key(model_dir: str | os.PathLike, rows: Iterable[dict], config: dict) -> str:
-    """The key of an artifact trained from `model_dir` on `rows` with `config`."""
+    """The key of an artifact trained from `model_dir` on `rows` with `config` here."""
     content = {
         "model": files_digest(model_dir),
         "rows": hashlib.sha256(json.dumps(list(rows), sort_keys=True).encode()).hexdigest(),
         "config": config,
         "versions": {name: version(name) for name in LIBRARIES},
+        "compute": compute_setting(),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:24]
 

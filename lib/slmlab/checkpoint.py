@@ -5,7 +5,9 @@ text template, the tone training split). Each trains it itself when the course's
 no entry for it (`sft.train_adapter`, `artifact_cache`); this command trains it ahead of
 time — before a workshop, or to open lab 06 without waiting — with the lab's own defaults,
 read from its `parameters` cell, so the lab then loads it. Other labs need nothing from
-earlier ones.
+earlier ones. It trains with torch's default threads (every core), as a JupyterLab kernel
+does: the cache keys on the thread count, so `make course`, which gives each lab one thread,
+trains its own.
 """
 
 import argparse

@@ -89,7 +89,8 @@ def train_with_validation(model, tokenizer, train_rows: Sequence[dict],
                           val_rows: Sequence[dict], steps: int, eval_every: int,
                           lr: float = 3e-3, batch_size: int = 16, seed: int = 0,
                           patience: int | None = None, stop: bool = True) -> list[dict]:
-    """Train on the tone token; every `eval_every` steps record train and validation loss.
+    """Train on the tone token; every `eval_every` steps, and after the last, record train
+    and validation loss.
 
     With `patience`, stop when `should_stop` says so and restore the best weights seen.
     With `patience` and `stop=False`, train every step anyway and append where early
@@ -101,7 +102,7 @@ def train_with_validation(model, tokenizer, train_rows: Sequence[dict],
     stopped: dict = {}
 
     def evaluate(step: int) -> bool:
-        if step % eval_every:
+        if step % eval_every and step != steps:  # the end is always measured (steps < eval_every)
             return False
         model.eval()
         point = {"step": step, "train_loss": label_loss(model, tokenizer, train_rows),

@@ -27,7 +27,7 @@ LABS = {"01_distillation": {},
         "02_loralib_layer_swaps": {"train_choices": True},  # the projection comparison
         "03_peft_lora_sft": {},
         "04_qlora": {"show_cpu_pitfall": False},  # the pitfall run is not a comparison
-        "05_merge_int4_export": {}, "07_tuning_and_evaluation": {},
+        "05_merge_int4_export": {}, "06_olive_pipeline": {}, "07_tuning_and_evaluation": {},
         "08_peft_methods_compared": {}}
 # (lab, figure a, figure b): the course's claims "a is higher than b", checked per seed
 COMPARISONS = [
@@ -43,6 +43,14 @@ COMPARISONS = [
     ("05_merge_int4_export", "results/PyTorch fp32/accuracy", "results/ONNX int4/accuracy"),
     ("05_merge_int4_export", "results/ONNX int4/accuracy",
      "results/ONNX int4, fp32 embeddings/accuracy"),
+    # lab 06: Olive's config path lands near the hand-made one; the CLI (loss on the whole
+    # text) learns less of the tone in as many steps; QLoRA's adapter on its 4-bit base
+    # against the same adapter merged into fp32 and rebuilt as ORT INT4
+    ("06_olive_pipeline", "olive_vs_hand/Olive config (olive run)/accuracy",
+     "olive_vs_hand/hand-made (PEFT, builder 0.18)/accuracy"),
+    ("06_olive_pipeline", "olive_vs_hand/hand-made (PEFT, builder 0.18)/accuracy",
+     "olive_vs_hand/Olive CLI (finetune + capture)/accuracy"),
+    ("06_olive_pipeline", "qlora_accuracy_onnx_int4", "qlora_accuracy_4bit_pytorch"),
     ("07_tuning_and_evaluation", "best/accuracy", "best_rerun_other_seed_accuracy"),
     ("07_tuning_and_evaluation", "custom_loss/class-weighted loss/surprise_recall",
      "custom_loss/default loss/surprise_recall"),
