@@ -21,6 +21,17 @@ def test_sample_config_stays_in_the_space_and_is_seeded():
     assert search.sample_config(random.Random(3)) == search.sample_config(random.Random(3))
 
 
+def test_the_search_baseline_is_lab_03s_recipe():
+    import inspect
+
+    from slmlab import sft
+
+    defaults = inspect.signature(sft.train_adapter).parameters
+    assert search.BASELINE == {"learning_rate": defaults["learning_rate"].default,
+                               "rank": defaults["r"].default,
+                               "batch_size": defaults["batch_size"].default}
+
+
 @pytest.mark.parametrize(("losses", "patience", "stop"), [
     ([1.0, 0.9], 2, False), ([1.0, 0.8, 0.9, 0.85], 2, True), ([1.0, 0.8, 0.9, 0.7], 2, False),
     ([0.5, 0.5, 0.5], 2, True), ([0.9, 0.8, 0.7, 0.6], 1, False), ([0.6, 0.7], 1, True)])
