@@ -162,12 +162,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionstart(session):
-    """The machine's matmul rate before any worker starts (`slmlab.bench.one_thread_gflops`):
+    """The machine's matmul rate before any worker starts (`slmlab.bench.gflops_with_threads`):
     the summary line names it beside the rate at the end."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        from slmlab.bench import one_thread_gflops
+        from slmlab.bench import gflops_with_threads
 
-        session.config.stash[_RATE_AT_START] = one_thread_gflops()
+        session.config.stash[_RATE_AT_START] = gflops_with_threads()
 
 
 def pytest_terminal_summary(terminalreporter):

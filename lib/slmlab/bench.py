@@ -41,7 +41,7 @@ def matmul_gflops(size: int = 1024, repeats: int = 10, rounds: int = 5) -> float
     return 2 * size**3 * repeats / fastest / 1e9
 
 
-def one_thread_gflops(threads: int = 1) -> float:
+def gflops_with_threads(threads: int = 1) -> float:
     """`matmul_gflops` with `threads` torch threads, leaving the thread count as it was."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -56,7 +56,7 @@ def speed_line(threads: int = 1, rate_at_start: float | None = None) -> str:
     start of the run when `rate_at_start` is given (the test suite prints it at its end: its
     time follows that rate, which moved 1.75x within an hour on the course's machine, so two
     runs' times compare only at like rates; a run that began fast and ended slow shows it)."""
-    rate = one_thread_gflops(threads)
+    rate = gflops_with_threads(threads)
     start = f"{rate_at_start:.1f} at the start, " if rate_at_start is not None else ""
     return (f"machine speed: {start}{rate:.1f} GFLOP/s now (fp32 matmul, 1024², {threads} "
             "thread, fastest of 5 rounds); compare suite times only at like speeds")
