@@ -12,6 +12,9 @@ libraries that train (torch, transformers, peft, trl), and how torch computes he
 thread count and the CPU's vector instructions (AVX2, AVX512). Those change the order of
 the float sums, so the trained weights: `make course` runs each lab with one thread and a
 learner's kernel with every core's, and each must get what it would have trained itself.
+An entry is published by one rename once complete, and its `COMPLETE` file holds the
+digest of its content: an entry whose marker is missing or disagrees with its files (a
+half-copied folder, a file changed or cut short later) is rebuilt, with one line saying so.
 Entries live in `runs/cache/<key>/` (git-ignored); delete the folder to start clean.
 """
 
@@ -30,11 +33,14 @@ CACHE_DIR = Path(os.environ.get("SLMLAB_CACHE_DIR", RUNS_DIR / "cache"))
 LIBRARIES = ("torch", "transformers", "peft", "trl")
 
 
-def files_digest(directory: str | os.PathLike) -> str:
-    """SHA-256 over every file's relative path and bytes under `directory`."""
+MARKER = "COMPLETE"
+
+
+def files_digest(directory: str | os.PathLike, skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 over every file's relative path and bytes under `directory` (but `skip`)."""
     digest = hashlib.sha256()
     root = Path(directory)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in skip):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -60,10 +66,29 @@ def cache_key(model_dir: str | os.PathLike, rows: Iterable[dict], config: dict) 
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def lookup(key: str, cache_dir: Path = CACHE_DIR) -> Path | None:
-    """The entry's folder if a complete one exists, else None."""
+def entry_problem(entry: Path) -> str | None:
+    """Why the cache entry folder `entry` must not be used, or None when it checks out."""
+    marker = entry / MARKER
+    if not marker.is_file():
+        return f"its {MARKER} marker is missing"
+    if not marker.read_text().strip():
+        return f"its {MARKER} marker holds no digest"
+    if marker.read_text().strip() != files_digest(entry, skip=(MARKER,)):
+        return "its files differ from the digest stored when it was written"
+    return None
+
+
+def lookup(key: str, cache_dir: Path = CACHE_DIR, say: Callable[[str], None] = print
+           ) -> Path | None:
+    """The entry's folder if a complete, intact one exists, else None (an entry that does
+    not check out is reported in one line; `store` then replaces it)."""
     entry = Path(cache_dir) / key
-    return entry if (entry / "COMPLETE").exists() else None
+    if not entry.is_dir():
+        return None
+    if (problem := entry_problem(entry)) is not None:
+        say(f"cache entry {key} is incomplete ({problem}): rebuilding it")
+        return None
+    return entry
 
 
 def store(key: str, write: Callable[[Path], None], cache_dir: Path = CACHE_DIR) -> Path:
@@ -74,7 +99,7 @@ def store(key: str, write: Callable[[Path], None], cache_dir: Path = CACHE_DIR) 
     entry = Path(cache_dir) / key
     with saving.replace_atomically(entry) as staging:  # also replaces an incomplete entry
         write(staging)
-        (staging / "COMPLETE").write_text("")
+        (staging / MARKER).write_text(files_digest(staging) + "\n")
     return entry
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab import REPO_ROOT, RUNS_DIR, saving
 from slmlab.course import COURSE_JOBS, run_labs
 from slmlab.environment import describe
 from slmlab.peak_memory import TreeMemory
@@ -145,7 +145,7 @@ def run(with_tests: bool = False, runs_dir: Path = RUNS_DIR / "bench") -> dict:
                        check=False)  # `make test`'s command
         bench["test_seconds"] = round(time.perf_counter() - start, 1)
     path = RUNS_DIR / "bench.json"
-    path.write_text(json.dumps(bench, indent=2))
+    saving.write_json(path, bench)
     print_table(bench)
     print(f"written: {path}")
     return bench

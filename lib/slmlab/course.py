@@ -9,7 +9,6 @@ see in a few minutes that every lab runs end to end (the test suite runs labs/ t
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 import papermill
 from traitlets.config import Config
 
-from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote
+from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, saving
 from slmlab.peak_memory import TreeMemory
 from slmlab.report import RUN_FILE, last_run_seconds, write_report
 
@@ -129,8 +128,8 @@ def timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | N
     if not ok and log.exists():
         status += f" (its stderr: {log})"
     seconds = round(time.perf_counter() - start, 1)
-    (runs_dir / notebook.stem / RUN_FILE).write_text(json.dumps(
-        {"seconds": seconds, "peak_rss_mb": round(memory.peak_mb), "ok": ok}))
+    saving.write_json(runs_dir / notebook.stem / RUN_FILE,
+                      {"seconds": seconds, "peak_rss_mb": round(memory.peak_mb), "ok": ok})
     return seconds, status, ok
 
 

@@ -10,7 +10,6 @@ by every lab's parameter check), which `make progress` reads.
 """
 
 import contextlib
-import json
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -20,6 +19,8 @@ from typing import Any
 import numpy
 import torch
 
+from slmlab import saving
+
 RECORD = {"path": None}  # this run's exercises.json, once the lab has called record_to
 DONE, WRONG, NOT_STARTED = "done", "wrong", "not started"
 
@@ -27,7 +28,7 @@ DONE, WRONG, NOT_STARTED = "done", "wrong", "not started"
 def record_to(output_dir: str | os.PathLike) -> Path:
     """Start this run's `exercises.json` in `output_dir` (empty: nothing checked yet)."""
     path = Path(output_dir) / "exercises.json"
-    path.write_text("[]\n")
+    saving.write_text(path, "[]\n")
     RECORD["path"] = path
     return path
 
@@ -36,9 +37,10 @@ def _record(name: str, status: str, message: str = "") -> None:
     path = RECORD["path"]
     if path is None or not path.exists():  # outside a lab run, or its folder is gone
         return
-    outcomes = [o for o in json.loads(path.read_text()) if o["exercise"] != name]
+    recorded = saving.read_json(path, "this check records it again") or []
+    outcomes = [o for o in recorded if o["exercise"] != name]
     outcomes.append({"exercise": name, "status": status, "message": message[:500]})
-    path.write_text(json.dumps(outcomes, indent=2) + "\n")
+    saving.write_json(path, outcomes)  # never half-written: `make progress` reads it
 
 
 def _same(got: Any, expected: Any) -> bool:

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab import REPO_ROOT, RUNS_DIR, saving
 from slmlab.exercises import DONE, NOT_STARTED, WRONG
 
 NOT_RUN = "not run"
@@ -30,8 +30,8 @@ def lab_exercises(notebook: Path) -> list[str]:
 def lab_progress(notebook: Path, runs_dir: Path = RUNS_DIR) -> list[dict]:
     """[{exercise, status, message}] for one lab, from its last run in `runs_dir`."""
     record = runs_dir / notebook.stem / "exercises.json"
-    outcomes = {o["exercise"]: o for o in json.loads(record.read_text())} if record.exists() \
-        else {}
+    outcomes = {o["exercise"]: o for o in saving.read_json(
+        record, f"rerun {notebook.stem} to record its exercises") or []}
     return [outcomes.get(name, {"exercise": name, "status": NOT_RUN, "message": ""})
             for name in lab_exercises(notebook)]
 

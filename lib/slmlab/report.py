@@ -11,15 +11,16 @@ import html
 import json
 from pathlib import Path
 
-from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab import REPO_ROOT, RUNS_DIR, saving
 
 RUN_FILE = "run.json"  # what the course runner measured from outside the lab (course.py)
 
 
 def collect(runs_dir: Path = RUNS_DIR) -> dict[str, dict]:
     """{lab name: metrics} for every lab that wrote a metrics.json."""
-    return {path.parent.name: json.loads(path.read_text())
-            for path in sorted(runs_dir.glob("*/metrics.json"))}
+    found = {path.parent.name: saving.read_json(path, f"rerun lab {path.parent.name[:2]}")
+             for path in sorted(runs_dir.glob("*/metrics.json"))}
+    return {lab: metrics for lab, metrics in found.items() if metrics is not None}
 
 
 def _cell(value) -> str:

@@ -4,17 +4,20 @@ Two rules, for every lab and script:
 - A run owns its `output_dir`. A second run of the same lab there starts clean (an earlier
   run's checkpoints would otherwise be "resumed" by the new one, and its figures would
   outlive a failed re-run); a directory holding anything else is refused.
-- A model, adapter or export is written to a temporary folder beside its target and renamed
-  into place only once complete: when the disk fills up or the folder is not writable, the
-  previous version stays intact and the learner gets one line saying so.
+- A model, adapter, export or JSON file the course reads back is written under a temporary
+  name beside its target and renamed into place only once complete: a run killed while
+  writing, a full disk or a read-only folder leave the previous version intact (a reader
+  never sees half a file), and the learner gets one line saying so.
 """
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from slmlab import RUNS_DIR
 
@@ -41,6 +44,7 @@ def replace_atomically(target: str | os.PathLike) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would outlive the rename
     except OSError as error:
         raise SaveError(f"cannot write {target}: {error.strerror or error}; choose a "
                         "directory you can write to") from None
@@ -62,6 +66,52 @@ def replace_atomically(target: str | os.PathLike) -> Iterator[Path]:
         raise SaveError(f"could not save {target}: {error.strerror or error}; {kept}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` all at once: a temporary file beside it, flushed to disk, then
+    renamed over it. Readers see the old file or the new one, never a part."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with temporary.open("w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was kept"
+        raise SaveError(f"could not save {path}: {error.strerror or error}; {kept}") from None
+    return path
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    """`data` as indented JSON at `path`, written all at once (`write_text`)."""
+    return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike, rerun: str,
+              say: Callable[[str], None] = print) -> Any:
+    """The JSON at `path`, or None (with one line naming it and what to rerun) when it is
+    missing or not valid JSON, e.g. cut short by a process killed while writing it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        say(f"{path} cannot be read ({error.strerror or error}): ignored; {rerun}")
+    except ValueError:
+        why = "it is empty" if not path.read_bytes().strip() else "not valid JSON"
+        say(f"{path} is incomplete ({why}): ignored; {rerun}")
+    return None
 
 
 def start_run(lab: str, output_dir: str | os.PathLike) -> Path:

@@ -22,7 +22,7 @@ from peft import PeftModel
 from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from slmlab import artifact_cache, presets, saving, task, zoo
+from slmlab import artifact_cache, presets, resume, saving, task, zoo
 from slmlab.data import load_tone
 from slmlab.presets import LORA_DROPOUT, lora_config
 
@@ -228,14 +228,6 @@ def _store(trainer: SFTTrainer, info: dict, cache_dir: Path) -> Path:
     return artifact_cache.store(info["key"], write, cache_dir)
 
 
-def last_complete_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest checkpoint that was written to the end (a killed run can leave a partial
-    one: the Trainer writes trainer_state.json last), or None."""
-    complete = {int(p.name.rsplit("-", 1)[1]): p for p in Path(output_dir).glob("checkpoint-*")
-                if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").exists()}
-    return str(complete[max(complete)]) if complete else None
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="LoRA SFT of a Phi-3 model on tone data")
     parser.add_argument("--model-id", default="tiny-phi3-teacher")
@@ -248,20 +240,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last complete checkpoint")
     args = parser.parse_args(argv)
     set_seed(args.seed)  # the adapter's initial weights too: a rerun starts where this one did
     trainer = build_trainer(args.model_id, args.output_dir, args.template, r=args.rank,
                             alpha=2 * args.rank, max_steps=args.max_steps,
                             learning_rate=args.learning_rate, batch_size=args.batch_size,
                             bf16=args.bf16, save_steps=args.save_steps, seed=args.seed)
-    checkpoint = last_complete_checkpoint(args.output_dir) if args.resume else None
-    if args.resume and checkpoint is None:
-        print(f"no checkpoint in {args.output_dir}: starting from the base model")
+    # the newest checkpoint written to the end: a run killed mid-save leaves a partial one
+    checkpoint = resume.resume_point(args.output_dir) if args.resume else None
     try:
         result = trainer.train(resume_from_checkpoint=checkpoint)
     except OSError as error:  # a checkpoint could not be written (disk full, not writable)
-        kept = last_complete_checkpoint(args.output_dir)
+        kept = resume.last_complete_checkpoint(args.output_dir)
         raise saving.SaveError(
             f"training stopped at step {trainer.state.global_step}: could not write to "
             f"{args.output_dir} ({error.strerror or error}); last complete checkpoint: "
@@ -271,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"global_step": result.global_step, "train_loss": result.training_loss,
                "runtime_s": result.metrics["train_runtime"], "resumed_from": checkpoint}
     if trainer.is_world_process_zero():
-        Path(args.output_dir, "train_summary.json").write_text(json.dumps(summary, indent=2))
+        saving.write_json(Path(args.output_dir, "train_summary.json"), summary)
     return summary
 
 

@@ -20,7 +20,7 @@ import math
 import statistics
 from pathlib import Path
 
-from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab import REPO_ROOT, RUNS_DIR, saving
 from slmlab.course import COURSE_JOBS, check_jobs, longest_first, run_pool, threads_per_job
 
 LABS = {"01_distillation": {},
@@ -110,9 +110,9 @@ def stored_runs(runs_dir: Path) -> dict[int, dict[str, dict]]:
             continue
         for lab in LABS:
             metrics = seed_dir / lab / "metrics.json"
-            if metrics.exists():
-                per_seed.setdefault(int(seed_dir.name[5:]), {})[lab] = json.loads(
-                    metrics.read_text())
+            found = saving.read_json(metrics, f"rerun lab {lab[:2]} for {seed_dir.name}")
+            if found is not None:
+                per_seed.setdefault(int(seed_dir.name[5:]), {})[lab] = found
     return per_seed
 
 
@@ -144,7 +144,7 @@ def run(seeds: list[int], labs: list[str] | None = None, runs_dir: Path | None =
               f"{seconds:6.1f} s  {status}", flush=True)
     result = summarize(stored_runs(runs_dir))
     path = runs_dir.with_suffix(".json")
-    path.write_text(json.dumps(result, indent=2))
+    saving.write_json(path, result)
     print(markdown(result))
     print(f"written: {path}")
     return result
