@@ -1,0 +1,117 @@
+"""The course's measured spreads over seeds, read from `docs/results.json`.
+
+One seed on one CPU is one draw: a lab that compares two methods quotes the spread of that
+comparison over several seeds, with the conditions it was measured under (seeds, CPU,
+threads, command, date). Those figures live in one data file, written by `make variance`
+runs merged with `make results`; this module reads it and renders one line per figure, so
+the README, the results page and the labs quote the same numbers.
+
+Values in the file are fractions (0.955 is 95.5 %); a comparison's `a_minus_b` is in the
+same unit, shown as points (100×).
+"""
+
+import json
+from pathlib import Path
+
+from slmlab import REPO_ROOT
+
+RESULTS_FILE = REPO_ROOT / "docs" / "results.json"
+MINUS = "\u2212"   # typographic minus, as the course's tables print it
+
+
+def load(path: Path | None = None) -> dict:
+    """The whole results file; one clear line if it is missing or not valid JSON."""
+    path = Path(path or RESULTS_FILE)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no results file (regenerate it with `make results`)") \
+            from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("comparisons"), list) \
+            or not isinstance(results.get("figures"), dict):
+        raise ValueError(f"{path}: expected an object with 'figures' and 'comparisons'")
+    return results
+
+
+def comparison(lab: str, a: str, b: str, results: dict | None = None) -> dict:
+    """The paired per-seed difference a − b measured for `lab`, with its conditions."""
+    results = results or load()
+    for entry in results["comparisons"]:
+        if (entry["lab"], entry["a"], entry["b"]) == (lab, a, b):
+            return entry
+    known = [f"{c['a']} − {c['b']}" for c in results["comparisons"] if c["lab"] == lab]
+    raise KeyError(f"no comparison {a!r} − {b!r} for {lab} in the results file; "
+                   f"it has: {'; '.join(known) or 'none for this lab'}")
+
+
+def figure(lab: str, path: str, results: dict | None = None) -> dict:
+    """The spread (mean, std, min, max, n) of one metrics.json figure, with its conditions."""
+    results = results or load()
+    figures = results["figures"].get(lab, {})
+    if path not in figures:
+        raise KeyError(f"no figure {path!r} for {lab} in the results file; "
+                       f"it has: {', '.join(figures) or 'none for this lab'}")
+    return figures[path]
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    """"0–4" for a run of seeds, "0, 2, 5" otherwise."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _conditions_text(conditions: dict) -> str:
+    """"seeds 0–4, 2-core AVX512 CPU, 1 thread per lab": what a reader needs to compare."""
+    avx = "AVX512" if conditions.get("avx512") else "non-AVX512"
+    threads = conditions.get("threads_per_lab")
+    parts = [f"seeds {_seeds_text(conditions['seeds'])}",
+             f"{conditions.get('cores', '?')}-core {avx} CPU"]
+    if threads is not None:
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''} per lab")
+    return ", ".join(parts)
+
+
+def _number(value: float, scale: float = 1.0, sign: bool = False,
+            decimals: int | None = 1) -> str:
+    """A figure with a typographic minus; `decimals` None picks 3 significant digits."""
+    text = f"{value * scale:{'+' if sign else ''}.{decimals}f}" if decimals is not None \
+        else f"{value * scale:{'+' if sign else ''}.3g}"
+    if text.lstrip("+-").strip("0.") == "":   # -0.0 reads as a sign that is not there
+        text = text.replace("-", "+" if sign else "")
+    return text.replace("-", MINUS)
+
+
+def _spread_text(spread: dict, scale: float, unit: str, sign: bool,
+                decimals: int | None) -> str:
+    """"95.5 ± 1.7 % (93.0 … 97.0)" from a spread; the range only when it was recorded."""
+    std = spread.get("std")
+    text = _number(spread["mean"], scale, sign, decimals)
+    if std is not None:
+        text += f" ± {_number(std, scale, False, decimals)}"
+    text += unit
+    if spread.get("min") is not None and spread.get("max") is not None:
+        text += (f" ({_number(spread['min'], scale, sign, decimals)} … "
+                 f"{_number(spread['max'], scale, sign, decimals)})")
+    return text
+
+
+def describe_comparison(lab: str, a: str, b: str, results: dict | None = None) -> str:
+    """e.g. "+1.4 ± 1.3 points (−0.5 … +3.0) over seeds 0–4, 2-core AVX512 CPU, 1 thread
+    per lab"."""
+    entry = comparison(lab, a, b, results)
+    text = _spread_text(entry["a_minus_b"], 100, " points", sign=True, decimals=1)
+    return f"{text} over {_conditions_text(entry['conditions'])}"
+
+
+def describe_figure(lab: str, path: str, percent: bool = True,
+                    results: dict | None = None) -> str:
+    """e.g. "95.5 ± 1.7 % (93.0 … 97.0), seeds 0–4, 2-core AVX512 CPU, 1 thread per lab";
+    percent=False for figures that are not fractions (seconds, perplexity, loss)."""
+    entry = figure(lab, path, results)
+    text = (_spread_text(entry, 100, " %", sign=False, decimals=1) if percent
+            else _spread_text(entry, 1, "", sign=False, decimals=None))
+    return f"{text}, {_conditions_text(entry['conditions'])}"
