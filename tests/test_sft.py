@@ -1,11 +1,7 @@
 """The SFT script: runs under `accelerate launch` (one CPU process here) and resumes."""
 
 import json
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +9,6 @@ from trl import SFTTrainer
 
 from slmlab import REPO_ROOT
 from slmlab.sft import sft_config, sft_dataset
-
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
 def test_datasets_are_prompt_completion_in_both_templates(tone_rows):
@@ -54,15 +48,6 @@ def test_the_loss_head_projects_only_the_answer_positions_on_cpu(tmp_path, monke
     # 4 examples x 2 answer tokens (the tone and the end-of-text token) per step; TRL's CPU
     # default sends every position of the padded batch through the head (~70 rows here)
     assert projected == [8, 8]
-
-
-def run_script(output_dir: Path, *extra: str) -> dict:
-    command = [str(ACCELERATE), "launch", "--cpu", "--num_processes", "1", "--num_machines",
-               "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "slmlab.sft",
-               "--output-dir", str(output_dir), "--batch-size", "4", *extra]
-    out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads((output_dir / "train_summary.json").read_text())
 
 
 def test_cached_adapter_equals_a_freshly_trained_one(tmp_path):
@@ -111,41 +96,6 @@ def test_another_thread_count_is_another_cache_key():
         torch.set_num_threads(threads)
 
 
-@pytest.mark.slow
-def test_a_run_killed_mid_training_resumes_under_accelerate_to_the_same_adapter(tmp_path):
-    """The script killed mid-run (a closed laptop, an OOM kill), then resumed with
-    `accelerate launch` (one CPU process here), ends at the adapter of a run never stopped.
-    The run never stopped goes in this process: only the killed one must be a process."""
-    from safetensors.torch import load_file
-
-    from slmlab.sft import main
-
-    settings = ["--batch-size", "4", "--max-steps", "30", "--save-steps", "6"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    first = main([*settings, "--output-dir", str(whole)])
-    assert first["global_step"] == 30 and first["resumed_from"] is None
-    process = subprocess.Popen([sys.executable, "-m", "slmlab.sft", *settings, "--output-dir",
-                                str(killed)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        while not (killed / "checkpoint-6" / "trainer_state.json").exists():
-            assert process.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.02)
-    finally:
-        process.send_signal(signal.SIGKILL)  # no clean-up
-        process.wait()
-    assert not (killed / "adapter").exists(), "killed before the end"
-    summary = run_script(killed, *settings[2:], "--resume")
-    assert summary["global_step"] == 30 and "checkpoint-" in summary["resumed_from"]
-    resumed_from = int(summary["resumed_from"].rsplit("-", 1)[1])
-    assert 6 <= resumed_from < 30, "it went on from a checkpoint, not from the start"
-    reference = load_file(whole / "adapter" / "adapter_model.safetensors")
-    second = load_file(killed / "adapter" / "adapter_model.safetensors")
-    assert reference.keys() == second.keys()
-    assert all(torch.allclose(reference[k], second[k], atol=1e-6) for k in reference), \
-        "resumed training must reach the uninterrupted run's adapter"
-
-
 def test_lab_03s_killed_and_resumed_adapter_is_shared_as_the_recipes(tmp_path):
     """Lab 03 trains the recipe itself (checkpoints, evaluation, a kill and a resume) and
     stores its adapter under train_adapter's key: that must be the adapter train_adapter
@@ -182,17 +132,6 @@ def test_lab_03s_killed_and_resumed_adapter_is_shared_as_the_recipes(tmp_path):
     assert info["source"].startswith("cache")
     expected = {k: v for k, v in fresh.state_dict().items() if "lora_" in k}
     assert expected and all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
-
-
-def test_a_partial_checkpoint_is_skipped_on_resume(tmp_path):
-    from slmlab.sft import last_complete_checkpoint
-
-    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
-    for step in (10, 20, 30):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    for step in (10, 20):
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert last_complete_checkpoint(tmp_path).endswith("checkpoint-20")
 
 
 def test_the_seed_changes_training_and_every_lab_passes_it_on():
