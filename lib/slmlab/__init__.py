@@ -3,19 +3,19 @@
 One flat module per concept; labs import from here and never copy code. The module map,
 in layers: a module imports only from layers above its own (no cycles).
 
-    0  lexicon  zoo  presets  qlora  saving  environment  exercises  targets  tool_server
+    0  lexicon  zoo  presets  qlora  saving  environment  targets  resume  tool_server
        tools <- tool_server
        (search  loralib_swap  labgen: used by labs and commands only; olive_offline: by
         Olive's tool server only)
     1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
-       artifact_cache <- saving  parameters <- saving, zoo, environment, exercises
-       progress <- exercises
+       artifact_cache, exercises <- saving
+       parameters <- saving, zoo, environment, exercises     progress <- exercises, saving
     2  metrics <- task          train_loop <- task, presets   distill <- task
-       sft <- task, data, zoo, presets, artifact_cache   export <- task, tools, saving
-       olive_pipeline <- task, presets, tools                report <- progress, environment
+       sft <- task, data, zoo, presets, artifact_cache, resume   export <- task, tools, saving
+       olive_pipeline <- task, presets, tools        report <- progress, environment, saving
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
        peft_methods, viability <- metrics, train_loop, presets, data, zoo
-       course <- report, progress                     playground <- export, task
+       course <- report, progress, saving             playground <- export, task
        checkpoint <- sft, parameters                  (`make checkpoint LAB=NN`)
     4  bench, variance <- course        widgets <- playground, presets, distill, qlora
 """

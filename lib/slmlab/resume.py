@@ -79,12 +79,15 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
         return problem
     if "global_step" not in json.loads(state.read_text()):
         return "trainer_state.json has no global_step"
-    if not any((folder / name).is_file() for name in WEIGHTS):
+    # FSDP and DeepSpeed (accelerate) keep weights and optimizer state in their own files
+    sharded = [*folder.glob("pytorch_model_fsdp*"), *folder.glob("global_step*")]
+    if not any((folder / name).is_file() for name in WEIGHTS) and not sharded:
         return "the model or adapter weights are missing"
     for what, names in STATE.items():
-        # several processes (accelerate) write one RNG file each: rng_state_0.pth, ...
-        if not any((folder / n).is_file() for n in names) and not (
-                what == "RNG state" and any(folder.glob("rng_state_*.pth"))):
+        present = any((folder / n).is_file() for n in names) or (
+            what == "optimizer" and (any(folder.glob("optimizer_*")) or sharded)) or (
+            what == "RNG state" and any(folder.glob("rng_state_*.pth")))  # one per process
+        if not present:
             return f"the {what} ({names[0]}) is missing"
     shards = folder / "model.safetensors.index.json"
     if shards.is_file() and _file_problem(shards) is None:
