@@ -14,7 +14,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup zoo course test lab labs bench variance progress checkpoint drift-latest lint clean
+.PHONY: setup zoo course test lab labs bench variance results progress checkpoint drift-latest lint clean
 
 setup: $(STAMP) $(LAB_SETTINGS) zoo
 
@@ -68,6 +68,11 @@ labs: $(STAMP)
 # every core's thread, as a learner's kernel runs it -> runs/variance_<N>threads.json).
 variance: setup
 	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS)) $(if $(LABS),--labs $(LABS)) $(if $(JOBS),--jobs $(JOBS))
+
+# Merge runs/variance*.json and runs/bench.json (when present) into docs/results.json, then
+# regenerate docs/results.md and the README's and instructor guide's generated tables.
+results: $(STAMP)
+	@$(BIN)/python -m slmlab.results_page
 
 # Your exercises from each lab's last run: done, wrong (with the message), not started.
 # RUN=1 re-runs the labs you edited since their last run first;
