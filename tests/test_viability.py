@@ -1,7 +1,8 @@
 """The zoo is a plausible base: low zero-shot, and a short LoRA run makes the jump.
 
-The LoRA run is lab 03's recipe, as README reports it (`python -m slmlab.viability`); in the
-suite it is loaded from the course's cache, where lab 03's solution stores it.
+The LoRA run is lab 03's recipe, as the model card (models/README.md) reports it
+(`python -m slmlab.viability`); in the suite it is loaded from the course's cache, where
+lab 03's solution stores it.
 """
 
 import pytest

@@ -163,7 +163,7 @@ def print_table(bench: dict) -> None:
 
 
 def markdown(bench: dict) -> str:
-    """The README's Results table for a bench.json."""
+    """A bench.json as a markdown table."""
     m = bench["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, AVX512 {'yes' if m['avx512'] else 'no'}"
              f" (AVX512-BF16 {'yes' if m['avx512_bf16'] else 'no'}), torch {m['torch']} with "
@@ -180,7 +180,7 @@ def markdown(bench: dict) -> str:
 
 
 if __name__ == "__main__":
-    if "--markdown" in sys.argv:  # print the README table of the last run
+    if "--markdown" in sys.argv:  # the last run as a markdown table
         print(markdown(json.loads((RUNS_DIR / "bench.json").read_text())))
     else:
         run(with_tests="--with-tests" in sys.argv)

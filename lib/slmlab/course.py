@@ -134,7 +134,7 @@ def timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | N
 
 
 # A fresh clone has no earlier run to time: labs 03 and 06 first, then the others by their
-# seconds in README's Results (`make bench`), longest first. Lab 03 trains its recipe's
+# seconds in the newest run docs/results.json records, longest first. Lab 03 trains its recipe's
 # adapter about a minute in and shares it through the cache (`sft.share_adapter`), before
 # labs 01 and 04-06 ask for it: none of them trains it again. Lab 06 beside it asks only
 # after its two Olive runs (~2.5 min in), and it ends before lab 08 starts: the two labs with

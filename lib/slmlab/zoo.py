@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Phi3Config
 from slmlab import MODELS_DIR
 
 # Sizes chosen from measurements on 2 CPU cores: within a minutes budget, more
-# pretraining steps beat more parameters (see README, "The model zoo").
+# pretraining steps beat more parameters (see models/README.md).
 ZOO: dict[str, dict] = {
     "tiny-phi3-teacher": dict(hidden_size=256, intermediate_size=640, num_hidden_layers=4,
                               num_attention_heads=4, pretrain_steps=1500),
