@@ -69,7 +69,7 @@ def lab(stem_or_number: str) -> Lab:
 def compute_seconds(stem: str, results: dict | None = None) -> tuple[float, float] | None:
     """(fastest, slowest) measured seconds of a lab run one lab at a time (as a learner's
     kernel runs it, with every core), or None when no such run is recorded."""
-    results = results or course_results.load()
+    results, stem = results or course_results.load(), lab(stem).stem
     seconds = [run["lab_seconds"][stem] for run in results.get("timings", [])
                if run.get("conditions", {}).get("labs_side_by_side") == 1
                and stem in run.get("lab_seconds", {})]
@@ -87,7 +87,7 @@ def minutes_text(seconds: tuple[float, float] | None) -> str:
 
 
 def compute_text(stem: str, results: dict | None = None) -> str:
-    """A lab's compute time on the recorded CPU, e.g. "1–2 min"."""
+    """A lab's compute time on the recorded CPU, e.g. "1–2 min" (stem or number)."""
     return minutes_text(compute_seconds(stem, results))
 
 

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -317,16 +318,20 @@ def course_map_block(results: dict, link_prefix: str = "") -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, name: str, body: str) -> str:
-    """`text` with what sits between <!-- name:begin --> and <!-- name:end --> replaced."""
+def replace_block(text: str, name: str, render: Callable[[], str]) -> str:
+    """`text` with what sits between <!-- name:begin --> and <!-- name:end --> replaced by
+    render() (called only when the markers are there)."""
     pattern = re.compile(rf"(<!-- {name}:begin -->)\n.*?(<!-- {name}:end -->)", re.DOTALL)
+    if not pattern.search(text):
+        return text
+    body = render()
     return pattern.sub(lambda m: f"{m.group(1)}\n{body}\n{m.group(2)}", text)
 
 
 def render_blocks(text: str, results: dict, link_prefix: str = "") -> str:
-    text = replace_block(text, "results", headline_table(results))
-    text = replace_block(text, "times", times_block(results))
-    return replace_block(text, "course-map", course_map_block(results, link_prefix))
+    text = replace_block(text, "results", lambda: headline_table(results))
+    text = replace_block(text, "times", lambda: times_block(results))
+    return replace_block(text, "course-map", lambda: course_map_block(results, link_prefix))
 
 
 def update(results_file: Path = res.RESULTS_FILE, runs_dir: Path = RUNS_DIR,

@@ -1,0 +1,156 @@
+"""The results data file, its reader and `make results` (merge runs, render pages)."""
+
+import json
+import os
+
+import pytest
+
+from slmlab import course_map, results, results_page
+
+MACHINE = {"cpu": "Test CPU", "cores": 2, "avx512": True, "avx512_bf16": False}
+CONDITIONS = {"seeds": [0, 1, 2, 3, 4], **MACHINE, "threads_per_lab": 1,
+              "labs_side_by_side": 2, "command": "make variance LABS=06",
+              "date": "2026-01-02"}
+OLIVE, HAND = ("olive_vs_hand/Olive config (olive run)/accuracy",
+               "olive_vs_hand/hand-made (PEFT, builder 0.18)/accuracy")
+
+
+def stored() -> dict:
+    return {"figures": {"06_olive_pipeline": {OLIVE: {
+                "mean": 0.955, "std": 0.017, "min": 0.93, "max": 0.97, "n": 5,
+                "conditions": CONDITIONS}}},
+            "comparisons": [{"lab": "06_olive_pipeline", "a": OLIVE, "b": HAND,
+                             "a_minus_b": {"mean": 0.014, "std": 0.013, "min": -0.005,
+                                           "max": 0.03, "n": 5},
+                             "a_higher_on_every_seed": False,
+                             "b_higher_on_every_seed": False, "conditions": CONDITIONS}],
+            "timings": []}
+
+
+@pytest.fixture
+def results_file(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(stored()))
+    return path
+
+
+def test_describe_renders_points_percent_and_conditions(results_file):
+    data = results.load(results_file)
+    assert results.describe_comparison("06_olive_pipeline", OLIVE, HAND, data) == (
+        "+1.4 ± 1.3 points (−0.5 … +3.0) over seeds 0–4, 2-core AVX512 CPU, 1 thread per lab")
+    assert results.describe_figure("06_olive_pipeline", OLIVE, results=data) == (
+        "95.5 ± 1.7 % (93.0 … 97.0), seeds 0–4, 2-core AVX512 CPU, 1 thread per lab")
+
+
+def test_a_missing_or_broken_file_or_key_is_one_clear_line(tmp_path, results_file):
+    with pytest.raises(FileNotFoundError, match="make results"):
+        results.load(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        results.load(tmp_path / "bad.json")
+    data = results.load(results_file)
+    with pytest.raises(KeyError, match="it has: olive_vs_hand"):
+        results.comparison("06_olive_pipeline", "x", "y", data)
+    with pytest.raises(KeyError, match="none for this lab"):
+        results.figure("09_none", "accuracy", data)
+
+
+def test_the_shipped_file_has_what_the_readme_table_quotes():
+    data = results.load()
+    for lab, a, b, _ in results_page.HEADLINES:
+        entry = results.figure(lab, a, data) if b is None else results.comparison(lab, a, b, data)
+        assert {"seeds", "cpu", "threads_per_lab", "command", "date"} <= set(entry["conditions"])
+
+
+def variance_summary(mean: float) -> dict:
+    values = [mean - 0.01, mean, mean + 0.01]
+    spread = {"mean": mean, "std": 0.01, "min": values[0], "max": values[-1], "n": 3,
+              "values": values}
+    return {"seeds": [0, 1, 2],
+            "figures": {"06_olive_pipeline": {OLIVE: spread, "cli_seconds": {
+                **spread, "mean": 40.0}}},
+            "comparisons": [{"lab": "06_olive_pipeline", "a": OLIVE, "b": HAND,
+                             "a_minus_b": spread, "a_higher_on_every_seed": True,
+                             "b_higher_on_every_seed": False}]}
+
+
+def test_update_merges_variance_and_bench_runs_and_renders_the_pages(tmp_path, results_file):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "variance.json").write_text(json.dumps(variance_summary(0.9)))
+    newer = runs / "variance_2threads.json"
+    newer.write_text(json.dumps(variance_summary(0.8)))
+    os.utime(newer, (2e9, 2e9))   # merged last: its entries win
+    bench = {"machine": {**MACHINE, "torch_threads": 2, "python": "3.11", "torch": "2",
+                         "labs_side_by_side": 2},
+             "course_seconds": 300.0, "lab_seconds": {"00_setup_tour": 5.0},
+             "test_seconds": 420.0, "lora_acc_after": 0.95}
+    (runs / "bench.json").write_text(json.dumps(bench))
+    readme, page = tmp_path / "README.md", tmp_path / "results.md"
+    readme.write_text("intro\n<!-- times:begin -->\nold\n<!-- times:end -->\nend\n")
+    merged = results_page.update(results_file, runs, page, readme, None, MACHINE)
+    assert [p.name for p in merged] == ["variance.json", "variance_2threads.json", "bench.json"]
+
+    data = results.load(results_file)
+    assert len(data["comparisons"]) == 1   # replaced, not appended
+    entry = data["comparisons"][0]
+    assert entry["a_minus_b"]["mean"] == 0.8 and entry["a_higher_on_every_seed"]
+    assert entry["conditions"]["threads_per_lab"] == 2
+    assert entry["conditions"]["command"] == "make variance JOBS=1"
+    assert entry["conditions"]["cpu"] == "Test CPU" and entry["conditions"]["seeds"] == [0, 1, 2]
+    assert data["figures"]["06_olive_pipeline"]["cli_seconds"]["mean"] == 40.0
+    (run,) = data["timings"]
+    assert run["command"] == "make bench" and run["course_seconds"] == 300.0
+    assert run["conditions"]["threads_per_lab"] == 1
+
+    text = page.read_text()
+    assert "Test CPU, 2 cores, AVX512; 2 threads per lab, 1 lab at a time; seeds 0–2" in text
+    assert "| +80.0 ± 1.0 | +79.0 … +81.0 | yes, a higher |" in text
+    assert "| cli_seconds | 40 ± 0.01 | 0.79 … 0.81 | 3 |" in text
+    assert "`lora_acc_after` | 0.95" in text
+    assert readme.read_text() == (
+        "intro\n<!-- times:begin -->\nMeasured on a 2-core CPU: `make course` about 5 min of "
+        "labs (plus the install on a fresh clone), `make test` about 7 min; a busier or slower "
+        "machine can take twice as long ([run times](docs/results.md#run-times)).\n"
+        "<!-- times:end -->\nend\n")
+
+    # the same bench merged again is one run, not two
+    results_page.update(results_file, runs, page, readme, None, MACHINE)
+    assert len(results.load(results_file)["timings"]) == 1
+
+
+def test_with_no_runs_it_only_renders(tmp_path, results_file):
+    before = results_file.read_text()
+    page = tmp_path / "results.md"
+    assert results_page.update(results_file, tmp_path / "no-runs", page, tmp_path / "none.md",
+                               None, MACHINE) == []
+    assert results_file.read_text() == before
+    assert "## Lab 06 — Olive pipeline" in page.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temp left
+
+
+def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "page.md"
+    path.write_text("old")
+
+    def fail(*_):
+        raise OSError("disk full")
+    monkeypatch.setattr(results_page.os, "replace", fail)
+    with pytest.raises(OSError):
+        results_page.write_atomic(path, "new")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["page.md"]
+
+
+def test_course_map_times_come_from_runs_one_lab_at_a_time():
+    data = {"figures": {}, "comparisons": [], "timings": [
+        {"command": "make course JOBS=1", "lab_seconds": {"03_peft_lora_sft": 50.0},
+         "conditions": {"cores": 2, "labs_side_by_side": 1}},
+        {"command": "make course JOBS=1", "lab_seconds": {"03_peft_lora_sft": 130.0},
+         "conditions": {"cores": 2, "labs_side_by_side": 1}},
+        {"command": "make course", "lab_seconds": {"03_peft_lora_sft": 900.0},
+         "conditions": {"cores": 2, "labs_side_by_side": 2}}]}
+    assert course_map.compute_seconds("03_peft_lora_sft", data) == (50.0, 130.0)
+    assert course_map.time_line("03", data) == (
+        "**Time:** 1–3 min of compute on a 2-core CPU; 45–60 min to work through.")
+    assert course_map.compute_text("00_setup_tour", data) == "not measured yet"
+    assert course_map.minutes_text((20.0, 40.0)) == "under 1 min"
