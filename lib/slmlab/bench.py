@@ -26,9 +26,8 @@ from slmlab.report import collect
 
 def matmul_gflops(size: int = 1024, repeats: int = 10, rounds: int = 5) -> float:
     """This machine's fp32 matmul rate with torch's threads: 2·n³ FLOPs per product, the
-    fastest of `rounds` rounds (a round that shared the cores with anything else is slower,
-    never faster: stop 34's bench read 44.7 GFLOP/s in one round where the same CPU gave
-    150 alone)."""
+    fastest of `rounds` rounds (a round that shares the cores with anything else is slower,
+    never faster: one such round has read under a third of what the same CPU gives alone)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     for _ in range(3):
         a @ b

@@ -138,9 +138,9 @@ def timed_lab(notebook: Path, runs_dir: Path, parameters: dict, threads: int | N
 # adapter about a minute in and shares it through the cache (`sft.share_adapter`), before
 # labs 01 and 04-06 ask for it: none of them trains it again. Lab 06 beside it asks only
 # after its two Olive runs (~2.5 min in), and it ends before lab 08 starts: the two labs with
-# the highest peak memory (~2.9 and ~2.0 GB) do not run side by side (they did in stop 36's
-# first bench, 07 beside 03: 6,968 MB for the course; 5,648 MB with 06 beside 03). Only the
-# order matters (a lab not listed comes after them).
+# the highest peak memory (~2.9 and ~2.0 GB) do not run side by side (07 beside 03 took the
+# course to 6,968 MB; 06 beside 03 to 5,648 MB). Only the order matters (a lab not listed
+# comes after them).
 STARTS_FIRST = ("03", "06")
 FIRST_RUN_ORDER = (*STARTS_FIRST, "07", "08", "04", "01", "02", "05", "00")
 

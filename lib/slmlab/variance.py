@@ -9,9 +9,10 @@ its sign held on every seed. `--labs 02 08` runs only those labs; the summary is
 built from every lab's runs under `runs/variance/seed_*`, so a partial run adds to the
 earlier ones. A benchmark, not a test: all labs take about 14 minutes per seed on 2 cores.
 `--jobs 1` runs one lab at a time with every core's thread, as a learner's kernel does:
-the thread count changes the float sums and so each training run, a draw of its own
-(stop 41: lab 07 missed a target with two threads only); those runs and their summary go
-to `runs/variance_{N}threads/` and `runs/variance_{N}threads.json`.
+the thread count changes the float sums and so each training run, a draw of its own (a
+lab can meet its targets with one thread and miss one with two); those runs and their
+summary go to `runs/variance_{N}threads/` and `runs/variance_{N}threads.json`.
+`make results` merges these summaries into docs/results.json.
 """
 
 import argparse
