@@ -4,12 +4,14 @@ One flat module per concept; labs import from here and never copy code. The modu
 in layers: a module imports only from layers above its own (no cycles).
 
     0  lexicon  zoo  presets  qlora  saving  environment  targets  resume  tool_server
+       results (the measured spreads in docs/results.json)
        tools <- tool_server
        (search  loralib_swap  labgen: used by labs and commands only; olive_offline: by
         Olive's tool server only)
     1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
        artifact_cache, exercises <- saving
        parameters <- saving, zoo, environment, exercises     progress <- exercises, saving
+       course_map <- results          (the labs' titles and times)
     2  metrics <- task          train_loop <- task, presets   distill <- task
        sft <- task, data, zoo, presets, artifact_cache, resume   export <- task, tools, saving
        olive_pipeline <- task, presets, tools        report <- progress, environment, saving
@@ -18,6 +20,7 @@ in layers: a module imports only from layers above its own (no cycles).
        course <- report, progress, saving             playground <- export, task
        checkpoint <- sft, parameters                  (`make checkpoint LAB=NN`)
     4  bench, variance <- course        widgets <- playground, presets, distill, qlora
+       results_page <- results, course_map   (`make results`)
 """
 
 import logging
