@@ -22,7 +22,7 @@ PROCESS_WORDS = {
     "this round": re.compile(r"\bthis\s+stop\b", re.IGNORECASE),
     # a commit id: 7-40 lowercase hex with at least one digit and one letter
     "commit id": re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b"),
-    # a clock time such as 19:45 (not a slice [10:20], a ratio 1:1, a port or a timestamp)
+    # a clock time, hh:mm (not a slice [10:20], a ratio 1:1, a port or a timestamp)
     "clock time": re.compile(r"(?<![\w\[:.-])(?:[01]?\d|2[0-3]):[0-5]\d(?![\d:\]])"),
 }
 

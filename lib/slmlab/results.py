@@ -77,9 +77,9 @@ def _conditions_text(conditions: dict) -> str:
 
 def _number(value: float, scale: float = 1.0, sign: bool = False,
             decimals: int | None = 1) -> str:
-    """A figure with a typographic minus; `decimals` None picks 3 significant digits."""
+    """A figure with a typographic minus; `decimals` None keeps 4 significant digits."""
     text = f"{value * scale:{'+' if sign else ''}.{decimals}f}" if decimals is not None \
-        else f"{value * scale:{'+' if sign else ''}.3g}"
+        else f"{value * scale:{'+' if sign else ''}.4g}"
     if text.lstrip("+-").strip("0.") == "":   # -0.0 reads as a sign that is not there
         text = text.replace("-", "+" if sign else "")
     return text.replace("-", MINUS)
