@@ -31,7 +31,7 @@ LABS = [
         "the environment check, the model zoo, tokenizer and chat template, generation, "
         "papermill parameters", (20, 30)),
     Lab("01_distillation", "Distillation",
-        "a teacher labels and writes data, a student 8× smaller learns from it; hard labels "
+        "a teacher labels and writes data, a much smaller student learns from it; hard labels "
         "vs logit KD", (40, 60)),
     Lab("02_loralib_layer_swaps", "LoRA from the inside",
         "the LoRA forward by hand, `lora.Linear` / `lora.MergedLinear` swaps into Phi-3, "
