@@ -50,9 +50,11 @@ test: setup
 	@$(BIN)/python -m pytest -n 2
 
 # Speed, memory and headline figures of a full course run -> runs/bench.json (a benchmark,
-# not a test). BENCH_TESTS=1 also times the test suite.
+# not a test). BENCH_TESTS=1 also times the test suite; JOBS=1 runs one lab at a time with
+# every core's thread, as a learner does (the course map's compute times). `make results`
+# merges it into docs/results.json.
 bench: setup
-	@$(BIN)/python -m slmlab.bench $(if $(BENCH_TESTS),--with-tests)
+	@$(BIN)/python -m slmlab.bench $(if $(BENCH_TESTS),--with-tests) $(if $(JOBS),--jobs $(JOBS))
 
 # Containers and Codespaces often run as root, where JupyterLab refuses to start without
 # --allow-root.

@@ -154,3 +154,14 @@ def test_course_map_times_come_from_runs_one_lab_at_a_time():
         "**Time:** 1–3 min of compute on a 2-core CPU; 45–60 min to work through.")
     assert course_map.compute_text("00_setup_tour", data) == "not measured yet"
     assert course_map.minutes_text((20.0, 40.0)) == "under 1 min"
+
+
+def test_a_bench_run_one_lab_at_a_time_feeds_the_course_map():
+    data = {"figures": {}, "comparisons": [], "timings": []}
+    bench = {"machine": {**MACHINE, "labs_side_by_side": 1}, "course_seconds": 400.0,
+             "lab_seconds": {"07_tuning_and_evaluation": 150.0}}
+    for _ in range(2):   # merged twice: still one run
+        results_page.merge_bench(data, bench, "2026-01-03")
+    (run,) = data["timings"]
+    assert run["command"] == "make bench JOBS=1" and run["conditions"]["threads_per_lab"] == 2
+    assert course_map.compute_text("07", data) == "about 3 min"

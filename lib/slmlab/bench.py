@@ -123,18 +123,19 @@ def figures(lab_metrics: dict[str, dict], config: dict, context: int, gflops: fl
     }
 
 
-def run(with_tests: bool = False, runs_dir: Path = RUNS_DIR / "bench") -> dict:
+def run(with_tests: bool = False, runs_dir: Path = RUNS_DIR / "bench",
+        jobs: int = COURSE_JOBS) -> dict:
     labs = sorted((REPO_ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
     with TreeMemory() as memory:
         course_start = time.perf_counter()
         # a failed lab is a missing figure, not a crash of the benchmark
-        lab_seconds, failed = run_labs(labs, runs_dir, tolerate=(Exception,), jobs=COURSE_JOBS)
+        lab_seconds, failed = run_labs(labs, runs_dir, tolerate=(Exception,), jobs=jobs)
         course_seconds = round(time.perf_counter() - course_start, 1)
     lab_metrics = {lab: metrics for lab, metrics in collect(runs_dir).items()
                    if lab in lab_seconds and lab not in failed}  # never an older run's figures
     config = json.loads((REPO_ROOT / "models" / "tiny-phi3-teacher" / "config.json").read_text())
     context = 40  # the chat prompt (~8 tokens) plus lab 05's 32 decoded tokens
-    bench = {"machine": machine() | {"labs_side_by_side": COURSE_JOBS},
+    bench = {"machine": machine() | {"labs_side_by_side": jobs},
              "course_seconds": course_seconds,
              "course_peak_rss_mb": round(memory.peak_mb), "lab_seconds": lab_seconds,
              **figures(lab_metrics, config, context, matmul_gflops())}
@@ -182,4 +183,7 @@ if __name__ == "__main__":
     if "--markdown" in sys.argv:  # the last run as a markdown table
         print(markdown(json.loads((RUNS_DIR / "bench.json").read_text())))
     else:
-        run(with_tests="--with-tests" in sys.argv)
+        # --jobs 1: one lab at a time with every core's thread, as a learner's kernel runs a
+        # lab (the labs' compute times in the course map come from such runs)
+        jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else COURSE_JOBS
+        run(with_tests="--with-tests" in sys.argv, jobs=jobs)

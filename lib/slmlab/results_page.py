@@ -113,13 +113,14 @@ def merge_bench(results: dict, bench: dict, date: str) -> None:
     conditions = {"cpu": machine.get("cpu"), "cores": machine.get("cores"),
                   "avx512": machine.get("avx512"), "avx512_bf16": machine.get("avx512_bf16"),
                   "threads_per_lab": max(1, (machine.get("cores") or 1) // side_by_side),
-                  "labs_side_by_side": side_by_side, "what": "make bench", "date": date}
-    run = {"command": "make bench", **{k: v for k, v in bench.items() if k != "machine"},
+                  "labs_side_by_side": side_by_side, "date": date}
+    command = "make bench" + (" JOBS=1" if side_by_side == 1 else "")
+    run = {"command": command, **{k: v for k, v in bench.items() if k != "machine"},
            "conditions": conditions}
     timings = [t for t in results.setdefault("timings", []) if t != run] + [run]
-    same = [t for t in timings if t["command"] == "make bench"]
+    same = [t for t in timings if t["command"] == command]
     results["timings"] = [t for t in timings
-                          if t["command"] != "make bench" or t in same[-TIMINGS_KEPT:]]
+                          if t["command"] != command or t in same[-TIMINGS_KEPT:]]
 
 
 def merge_runs(results: dict, runs_dir: Path, machine: dict | None = None) -> list[Path]:
@@ -253,9 +254,10 @@ def render_timings(results: dict) -> list[str]:
         per_lab = [str(run.get("lab_seconds", {}).get(s, "")) for s in labs]
         lines.append(f"| `{run['command']}` | {conditions_line(run['conditions'])} | "
                      + " | ".join(per_lab) + f" | {'' if total is None else total} s |")
-    bench = [t for t in timings if t["command"] == "make bench"]
+    bench = [t for t in timings if t["command"].startswith("make bench")]
     if bench:
-        lines += ["", f"Last `make bench` run ({conditions_line(bench[-1]['conditions'])}):",
+        lines += ["", f"Last `{bench[-1]['command']}` run "
+                      f"({conditions_line(bench[-1]['conditions'])}):",
                   "", "| figure | value |", "|---|---|"]
         lines += [f"| `{k}` | {v} |" for k, v in bench[-1].items()
                   if k not in ("command", "conditions", "lab_seconds")]
