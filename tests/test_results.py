@@ -164,4 +164,4 @@ def test_a_bench_run_one_lab_at_a_time_feeds_the_course_map():
         results_page.merge_bench(data, bench, "2026-01-03")
     (run,) = data["timings"]
     assert run["command"] == "make bench JOBS=1" and run["conditions"]["threads_per_lab"] == 2
-    assert course_map.compute_text("07", data) == "about 3 min"
+    assert course_map.compute_text("07", data) == "2–3 min"   # 2.5 min
