@@ -26,6 +26,9 @@ BELOW = [("interrupt_at", "max_steps")]  # lab 03 "kills" its run at interrupt_a
 # Labs that export their model with the onnxruntime-genai builder: a model it cannot run
 # stops them at the top, not after minutes of training.
 EXPORTING_LABS = ("05_merge_int4_export", "06_olive_pipeline")
+# Labs that train or export: a hub model (3.8 B parameters) there needs a GPU; the tour
+# (lab 00) only loads and generates, which a large-memory CPU can do slowly.
+GPU_FOR_HUB_LABS = ("01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_")
 
 
 class ParameterError(ValueError):
@@ -99,6 +102,8 @@ def validate(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> Non
             raise ParameterError(f"{lab}: parameter {name} = {value!r} is not a zoo model "
                                  f"({', '.join(zoo.ZOO)}), a local model directory or a hub "
                                  "ID (owner/name)")
+        if name.endswith("_id") and zoo.is_hub_id(value) and lab.startswith(GPU_FOR_HUB_LABS):
+            _check_gpu_for_hub_model(lab, name, value)
         if name == "model_id" and lab in EXPORTING_LABS and (value in zoo.ZOO
                                                              or Path(value).is_dir()):
             _check_exportable(lab, value)
@@ -112,6 +117,19 @@ def validate(lab: str, values: dict, labs_dir: Path = REPO_ROOT / "labs") -> Non
                 if where == protected or protected in where.parents:
                     raise ParameterError(f"{lab}: parameter output_dir = {value!r} is inside "
                                          f"{protected.name}/; write runs elsewhere (runs/)")
+
+
+def _check_gpu_for_hub_model(lab: str, name: str, model_id: str) -> None:
+    import torch  # here, not at the top: a slow import
+
+    from slmlab import zoo
+
+    if not torch.cuda.is_available():
+        raise ParameterError(
+            f"{lab}: parameter {name} = {model_id!r} is a hub model of billions of parameters: "
+            "this lab trains it, which needs a CUDA GPU (lab 08's memory plan: QLoRA or LoRA "
+            "with gradient checkpointing fits a 16 GB T4), and this machine has none; on a "
+            f"CPU use {' or '.join(zoo.ZOO)}")
 
 
 def _check_exportable(lab: str, model_id: str) -> None:

@@ -49,7 +49,8 @@ def zoo_dir(name: str) -> Path:
     return MODELS_DIR / name
 
 
-def _is_hub_id(model_id: str) -> bool:
+def is_hub_id(model_id: str) -> bool:
+    """owner/name, not a path: what `resolve` would fetch from the hub."""
     return "/" in model_id and not model_id.startswith((".", "/", "~")) and model_id.count("/") == 1
 
 
@@ -71,7 +72,7 @@ def resolve(model_id: str | os.PathLike) -> str:
         return str(path)
     if Path(model_id).expanduser().is_dir():
         return str(Path(model_id).expanduser())
-    if not _is_hub_id(model_id):
+    if not is_hub_id(model_id):
         raise ModelNotAvailable(f"{model_id!r} is neither a zoo model ({zoo_names}), "
                                 f"a local directory, nor a hub ID like {HUB_PHI3_MINI!r}")
     try:  # a hub ID: only usable when its files can be fetched or are cached
