@@ -14,7 +14,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: setup zoo course test lab labs bench variance results progress checkpoint drift-latest lint clean
+.PHONY: setup zoo course test lab labs bench bench-width variance results progress checkpoint drift-latest lint clean
 
 setup: $(STAMP) $(LAB_SETTINGS) zoo
 
@@ -70,6 +70,11 @@ labs: $(STAMP)
 # every core's thread, as a learner's kernel runs it -> runs/variance_<N>threads.json).
 variance: setup
 	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS)) $(if $(LABS),--labs $(LABS)) $(if $(JOBS),--jobs $(JOBS))
+
+# Lab 05's export at Phi-3-mini's full width: one decoder layer with random weights and the
+# real vocabulary (over 1 GB of fp32 weights), fp32 and INT4 -> runs/real_width.json
+bench-width: setup
+	@$(BIN)/python -m slmlab.real_width
 
 # Merge runs/variance*.json and runs/bench.json (when present) into docs/results.json, then
 # regenerate docs/results.md and the README's and instructor guide's generated tables.

@@ -129,16 +129,24 @@ def test_with_no_runs_it_only_renders(tmp_path, results_file):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temp left
 
 
-def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    path = tmp_path / "page.md"
-    path.write_text("old")
-
-    def fail(*_):
-        raise OSError("disk full")
-    monkeypatch.setattr(results_page.os, "replace", fail)
-    with pytest.raises(OSError):
-        results_page.write_atomic(path, "new")
-    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["page.md"]
+def test_the_full_width_export_is_merged_and_described_with_its_arithmetic(tmp_path):
+    parts = {"fp32": {"embedding": 400, "decoder layers": 1000, "lm_head": 400, "other": 0},
+             "int4": {"embedding": 64, "decoder layers": 160, "lm_head": 64, "other": 0}}
+    measured = {"layers": 2, "hidden_size": 3072, "vocab_size": 32064, "parts": parts,
+                "fp32_parity": True, "int4_over_fp32": 0.16, "int4_over_fp32_at_32_layers": 0.16,
+                "bytes_at_32_layers": {"fp32": 16800, "int4": 2688}}
+    (tmp_path / "real_width.json").write_text(json.dumps(measured))
+    data = {"figures": {}, "comparisons": []}
+    machine = {"cpu": "test CPU", "cores": 2, "avx512": False, "avx512_bf16": False}
+    assert results_page.merge_runs(data, tmp_path, machine) == [tmp_path / "real_width.json"]
+    assert data["real_width"]["conditions"]["command"] == "make bench-width"
+    text = results.describe_real_width(data)
+    # 32 layers from 2 built: the per-layer bytes are half of the decoder's
+    assert "+ 32 x 0.0 MB per decoder layer" in text and "fp32 export's greedy tokens equal " \
+        "PyTorch's: True" in text and "2-core non-AVX512 CPU" in text
+    assert "INT4 / fp32 = 0.160 (6.2x smaller; 0.32 of fp16)" in text
+    with pytest.raises(KeyError, match="make bench-width"):
+        results.real_width({"figures": {}, "comparisons": []})
 
 
 def test_course_map_times_come_from_runs_one_lab_at_a_time():

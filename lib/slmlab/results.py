@@ -68,8 +68,8 @@ def _conditions_text(conditions: dict) -> str:
     """"seeds 0–4, 2-core AVX512 CPU, 1 thread per lab": what a reader needs to compare."""
     avx = "AVX512" if conditions.get("avx512") else "non-AVX512"
     threads = conditions.get("threads_per_lab")
-    parts = [f"seeds {_seeds_text(conditions['seeds'])}",
-             f"{conditions.get('cores', '?')}-core {avx} CPU"]
+    parts = [f"seeds {_seeds_text(conditions['seeds'])}"] if conditions.get("seeds") else []
+    parts.append(f"{conditions.get('cores', '?')}-core {avx} CPU")
     if threads is not None:
         parts.append(f"{threads} thread{'s' if threads != 1 else ''} per lab")
     return ", ".join(parts)
@@ -115,3 +115,32 @@ def describe_figure(lab: str, path: str, percent: bool = True,
     text = (_spread_text(entry, 100, " %", sign=False, decimals=1) if percent
             else _spread_text(entry, 1, "", sign=False, decimals=None))
     return f"{text}, {_conditions_text(entry['conditions'])}"
+
+
+def real_width(results: dict | None = None) -> dict:
+    """Lab 05's export measured at Phi-3-mini's full width (`make bench-width`)."""
+    results = results or load()
+    if "real_width" not in results:
+        raise KeyError("no full-width export in the results file; measure it with "
+                       "`make bench-width`, then `make results`")
+    return results["real_width"]
+
+
+def describe_real_width(results: dict | None = None) -> str:
+    """The INT4/fp32 size at Phi-3-mini's width, with the arithmetic of its extrapolation
+    from the layers built to 32, and whether the fp32 export kept PyTorch's greedy tokens."""
+    entry = real_width(results)
+    built, lines = entry["layers"], []
+    for precision in ("fp32", "int4"):
+        p = {k: v / 1e6 for k, v in entry["parts"][precision].items()}
+        total = entry["bytes_at_32_layers"][precision] / 1e9
+        lines.append(f"{precision}: embedding {p['embedding']:.1f} MB + lm_head "
+                     f"{p['lm_head']:.1f} MB + other {p['other']:.1f} MB + 32 x "
+                     f"{p['decoder layers'] / built:.1f} MB per decoder layer = {total:.2f} GB")
+    ratio = entry["int4_over_fp32_at_32_layers"]
+    lines.append(f"INT4 / fp32 = {ratio:.3f} ({1 / ratio:.1f}x smaller; {2 * ratio:.2f} of "
+                 f"fp16); measured with {built} layer(s): {entry['int4_over_fp32']:.3f}")
+    lines.append(f"fp32 export's greedy tokens equal PyTorch's: {entry['fp32_parity']} "
+                 f"(random weights, hidden {entry['hidden_size']}, vocabulary "
+                 f"{entry['vocab_size']:,}; {_conditions_text(entry['conditions'])})")
+    return "\n".join(lines)

@@ -16,12 +16,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab import REPO_ROOT, RUNS_DIR, saving
 from slmlab import course_map as cmap
 from slmlab import results as res
 
@@ -50,18 +49,6 @@ HEADLINES = [
     ("08_peft_methods_compared", "methods/LoRA r 4/accuracy", "methods/IA3/accuracy",
      "LoRA r 4 − IA3 at one budget (points)"),
 ]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def this_machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
@@ -133,6 +120,11 @@ def merge_runs(results: dict, runs_dir: Path, machine: dict | None = None) -> li
         merge_variance(results, summary, summary.get("conditions")
                        or variance_conditions(path, summary, machine))
         merged.append(path)
+    width = runs_dir / "real_width.json"
+    if width.exists():  # `make bench-width`: one run, replaced by the next
+        conditions = {**machine, "command": "make bench-width", "date": file_date(width)}
+        results["real_width"] = {**json.loads(width.read_text()), "conditions": conditions}
+        merged.append(width)
     bench = runs_dir / "bench.json"
     if bench.exists():
         merge_bench(results, json.loads(bench.read_text()), file_date(bench))
@@ -234,6 +226,11 @@ def render_page(results: dict) -> str:
                 lines.append(f"| {path}{' (%)' if percent else ''} | {' | '.join(cells)} "
                              f"| {spread.get('n', '')} |")
             lines.append("")
+    if "real_width" in results:
+        lines += ["## Lab 05's export at Phi-3-mini's width", "",
+                  "A Phi-3-mini-shaped model with random weights, exported as lab 05 exports "
+                  "(`python -m slmlab.real_width`); sizes extrapolated to 32 decoder layers:", "",
+                  "```", res.describe_real_width(results), "```", ""]
     lines += render_timings(results)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -344,14 +341,14 @@ def update(results_file: Path = res.RESULTS_FILE, runs_dir: Path = RUNS_DIR,
     results = res.load(results_file)
     merged = merge_runs(results, runs_dir, machine) if runs_dir.exists() else []
     if merged:
-        write_atomic(results_file, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    write_atomic(page, render_page(results))
+        saving.write_text(results_file, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    saving.write_text(page, render_page(results))
     for path, prefix in ((readme, ""), (guide, "../")):
         if path is not None and path.exists():
             text = path.read_text(encoding="utf-8")
             new = render_blocks(text, results, prefix)
             if new != text:
-                write_atomic(path, new)
+                saving.write_text(path, new)
     return merged
 
 
