@@ -52,6 +52,11 @@ def score_labelled_positions_only() -> None:
 score_labelled_positions_only()
 
 
+def gpu_bf16() -> bool:
+    """bf16 where a CUDA GPU supports it (the real model's training dtype); fp32 on a CPU."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def sft_dataset(rows, template: str = "text") -> Dataset:
     """Prompt/completion rows (`task.examples`); TRL computes the loss on the completion only."""
     return Dataset.from_list(task.examples(list(rows), template))
@@ -118,7 +123,7 @@ def recipe_key(model_id: str, rows: list, r: int, max_steps: int, learning_rate:
     """The cache key of lab 03's recipe trained with these settings (`train_adapter`)."""
     settings = {"recipe": "sft.train_adapter", "r": r, "alpha": 2 * r, "dropout": LORA_DROPOUT,
                 "max_steps": max_steps, "learning_rate": learning_rate,
-                "batch_size": batch_size, "seed": seed,
+                "batch_size": batch_size, "seed": seed, "bf16": gpu_bf16(),
                 # the training code too: a changed preset (sft_config here, the LoRA targets
                 # and the CPU's float mode in presets) must not reuse old adapters
                 "code": hashlib.sha256(b"".join(Path(f).read_bytes() for f in (
@@ -162,7 +167,7 @@ def share_adapter(trainer: SFTTrainer, model_id: str, rows: Iterable[dict],
     and 04-06 training it again. Returns the entry, or None (and why) when it differs."""
     args, peft, rows = trainer.args, trainer.model.peft_config["default"], list(rows)
     reference = sft_config(tempfile.gettempdir(), args.max_steps, args.learning_rate,
-                           args.per_device_train_batch_size, seed=args.seed)
+                           args.per_device_train_batch_size, gpu_bf16(), seed=args.seed)
     peft_reference = lora_config(peft.r, 2 * peft.r, LORA_DROPOUT)
     differences = [f for f in WEIGHT_SETTINGS if getattr(args, f) != getattr(reference, f)]
     differences += [f"LoRA {f}" for f in PEFT_SETTINGS
@@ -189,7 +194,9 @@ def _load_or_train(model_id: str, rows: list, key: str, cache_dir: Path, use_cac
                    r: int, max_steps: int, learning_rate: float, batch_size: int, seed: int):
     entry = artifact_cache.lookup(key, cache_dir) if use_cache else None
     if entry is not None:
-        model, tokenizer = zoo.load(model_id)
+        model, tokenizer = zoo.load(model_id, dtype=torch.bfloat16 if gpu_bf16() else torch.float32)
+        if torch.cuda.is_available():  # where a freshly trained one would be
+            model = model.to("cuda")
         # is_trainable: its LoRA weights count as trainable, as a freshly trained model's do
         # (lab 07's sweep table read 0 % trainable for every trial the cache served)
         model = PeftModel.from_pretrained(model, str(entry / "adapter"), is_trainable=True).eval()
@@ -201,7 +208,8 @@ def _load_or_train(model_id: str, rows: list, key: str, cache_dir: Path, use_cac
     with tempfile.TemporaryDirectory() as scratch:
         trainer = build_trainer(model_id, scratch, r=r, alpha=2 * r, train_rows=rows,
                                 max_steps=max_steps, learning_rate=learning_rate,
-                                batch_size=batch_size, seed=seed, save_strategy="no",
+                                batch_size=batch_size, seed=seed, bf16=gpu_bf16(),
+                                save_strategy="no",
                                 eval_strategy="no", report_to="none")
         result = trainer.train()
     info = _info(trainer, key, result.metrics["train_runtime"])
