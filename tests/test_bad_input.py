@@ -8,7 +8,7 @@ Rows of the matrix tested elsewhere, next to the code they exercise:
   tests/test_parameters.py, and a lab stopped in its first cell: tests/test_labs_run.py
 - hub ID offline, a local path that is not a model: tests/test_zoo.py
 - 4-bit unavailable (labs 04, 06, 08 run their fallback to the end): tests/test_labs_run.py
-- SIGKILL mid-training, then --resume: tests/test_sft.py
+- SIGKILL mid-training and every incomplete checkpoint, then --resume: tests/test_resume.py
 - `make course` with a lab failing (others run, report marks it, exit code): tests/test_course.py
 """
 
@@ -20,7 +20,7 @@ import sys
 import pytest
 from peft import get_peft_model
 
-from slmlab import REPO_ROOT, environment, export, presets, saving, sft, zoo
+from slmlab import REPO_ROOT, environment, export, presets, resume, saving, zoo
 from slmlab.course import run_lab
 
 DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
@@ -134,7 +134,7 @@ def test_a_full_disk_at_a_checkpoint_stops_training_with_one_line(tmp_path, monk
                                  f"{tmp_path / 'checkpoint-2'}; free space, then rerun with "
                                  "--resume")
     assert "Traceback" not in capsys.readouterr().err
-    assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert resume.last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
 
 
 # -- an adapter exported with a base it was not trained on -----------------------------------

@@ -241,8 +241,9 @@ def render_timings(results: dict) -> list[str]:
         return []
     lines = ["## Run times", "",
              "Seconds per lab and for the whole command, fresh runs with an empty artifact "
-             "cache. Times follow the machine's load and speed: the same CPU has taken twice "
-             "as long in a slower hour.", ""]
+             "cache; each row is one run (the newest few per command are kept, and the README "
+             "quotes their range). Times follow the CPU's speed and load, so compare rows "
+             "only under like conditions.", ""]
     labs = [lab.stem for lab in cmap.LABS]
     lines += ["| command | conditions | " + " | ".join(s[:2] for s in labs) + " | total |",
               "|---|---|" + "---|" * (len(labs) + 1)]
