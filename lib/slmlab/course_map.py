@@ -34,8 +34,8 @@ LABS = [
         "a teacher labels and writes data, a much smaller student learns from it; hard labels "
         "vs logit KD", (40, 60)),
     Lab("02_loralib_layer_swaps", "LoRA from the inside",
-        "the LoRA forward by hand, `lora.Linear` / `lora.MergedLinear` swaps into Phi-3, "
-        "saving only the adapter", (40, 60)),
+        "the LoRA forward by hand, `lora.Linear` / `lora.MergedLinear` / `lora.Embedding` "
+        "swaps into Phi-3, saving only the adapter", (40, 60)),
     Lab("03_peft_lora_sft", "PEFT LoRA with TRL",
         "PEFT `LoraConfig` on Phi-3's fused modules, TRL `SFTTrainer`, checkpoints and "
         "resume, overfitting remedies", (45, 60)),

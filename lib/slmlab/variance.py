@@ -40,6 +40,9 @@ COMPARISONS = [
     ("02_loralib_layer_swaps", "accuracy_after", "accuracy_before"),
     ("02_loralib_layer_swaps", "projection_choices/q, k, v + o/accuracy",
      "projection_choices/q, v/accuracy"),
+    # lora.Embedding on top of lab 02's q, v + o run: what training the token table adds
+    ("02_loralib_layer_swaps", "projection_choices/q, v + o + embedding/accuracy",
+     "projection_choices/q, v + o (above)/accuracy"),
     ("04_qlora", "runs/LoRA, fp32 base/accuracy", "runs/QLoRA, nf4 base/accuracy"),
     ("05_merge_int4_export", "results/PyTorch fp32/accuracy", "results/ONNX int4/accuracy"),
     ("05_merge_int4_export", "results/ONNX int4/accuracy",
