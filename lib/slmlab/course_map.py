@@ -52,7 +52,8 @@ LABS = [
         "a random search with a baseline, F1 and confusion matrix, forgetting, early "
         "stopping, a custom loss", (45, 60)),
     Lab("08_peft_methods_compared", "PEFT methods compared",
-        "full fine-tuning vs LoRA vs QLoRA vs IA3 vs prompt and prefix tuning at one budget",
+        "full fine-tuning vs LoRA vs QLoRA vs IA3 vs bottleneck adapters (by hand) vs prompt "
+        "and prefix tuning at one budget; the memory plan for Phi-3-mini and Phi-4-mini",
         (30, 45)),
 ]
 

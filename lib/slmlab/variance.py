@@ -64,6 +64,8 @@ COMPARISONS = [
      "methods/full fine-tuning/accuracy"),
     ("08_peft_methods_compared", "methods/LoRA r 16/accuracy", "methods/LoRA r 4/accuracy"),
     ("08_peft_methods_compared", "methods/LoRA r 4/accuracy", "methods/IA3/accuracy"),
+    ("08_peft_methods_compared", "methods/LoRA r 4/accuracy",
+     "methods/bottleneck adapters/accuracy"),
 ]
 
 
