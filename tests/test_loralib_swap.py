@@ -7,12 +7,8 @@ from slmlab import zoo
 from slmlab.loralib_swap import embedding_from, swap_attention
 
 
-def test_every_swap_keeps_the_outputs_and_counts_r_times_in_plus_out():
-    torch.manual_seed(0)
-    base = zoo.load_model("tiny-phi3-student").eval()
-    ids = torch.randint(0, base.config.vocab_size, (2, 12))
-    with torch.no_grad():
-        expected = base(input_ids=ids).logits
+def test_every_swap_keeps_the_outputs_and_counts_r_times_in_plus_out(student_logits):
+    ids, expected = student_logits
     r = 4
     swapped = swap_attention(zoo.load_model("tiny-phi3-student"), r=r, alpha=8, embeddings=True)
     assert isinstance(swapped.model.embed_tokens, lora.Embedding)
@@ -21,7 +17,7 @@ def test_every_swap_keeps_the_outputs_and_counts_r_times_in_plus_out():
         assert torch.allclose(swapped(input_ids=ids).logits, expected, atol=1e-5)
     lora.mark_only_lora_as_trainable(swapped)
     trainable = {n: p.numel() for n, p in swapped.named_parameters() if p.requires_grad}
-    vocab, hidden = base.model.embed_tokens.weight.shape
+    vocab, hidden = swapped.model.embed_tokens.weight.shape
     embedding = sum(v for n, v in trainable.items() if "embed_tokens" in n)
     assert embedding == r * (vocab + hidden)
     assert all("lora_" in n for n in trainable)

@@ -10,30 +10,23 @@ Long-context RoPE scaling factors are left out: they change no shape.
 import torch
 from transformers import Phi3Config, Phi3ForCausalLM
 
+PHI3_MINI = {"hub_id": "microsoft/Phi-3-mini-4k-instruct",
+             "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
+             "tie_word_embeddings": False, "max_position_embeddings": 4096,
+             "sliding_window": 2047, "rms_norm_eps": 1e-5, "bos_token_id": 1,
+             "eos_token_id": 32000, "pad_token_id": 32000}
+LONG_CONTEXT = {"max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+                "sliding_window": 262144}
 FAMILY: dict[str, dict] = {
-    "Phi-3-mini-4k": {"hub_id": "microsoft/Phi-3-mini-4k-instruct",
-                      "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
-                      "num_attention_heads": 32, "num_key_value_heads": 32,
-                      "vocab_size": 32064, "tie_word_embeddings": False,
-                      "max_position_embeddings": 4096, "sliding_window": 2047,
-                      "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 32000,
-                      "pad_token_id": 32000},
-    "Phi-3.5-mini": {"hub_id": "microsoft/Phi-3.5-mini-instruct",
-                     "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
-                     "num_attention_heads": 32, "num_key_value_heads": 32,
-                     "vocab_size": 32064, "tie_word_embeddings": False,
-                     "max_position_embeddings": 131072,
-                     "original_max_position_embeddings": 4096, "sliding_window": 262144,
-                     "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 32000,
-                     "pad_token_id": 32000},
-    "Phi-4-mini": {"hub_id": "microsoft/Phi-4-mini-instruct",
-                   "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
-                   "num_attention_heads": 24, "num_key_value_heads": 8,
-                   "vocab_size": 200064, "tie_word_embeddings": True,
-                   "partial_rotary_factor": 0.75, "max_position_embeddings": 131072,
-                   "original_max_position_embeddings": 4096, "sliding_window": 262144,
-                   "rms_norm_eps": 1e-5, "bos_token_id": 199999, "eos_token_id": 199999,
-                   "pad_token_id": 199999},
+    "Phi-3-mini-4k": PHI3_MINI,
+    "Phi-3.5-mini": PHI3_MINI | LONG_CONTEXT | {"hub_id": "microsoft/Phi-3.5-mini-instruct"},
+    # grouped-query attention (8 key/value heads), a 200k vocabulary, tied embeddings
+    "Phi-4-mini": PHI3_MINI | LONG_CONTEXT | {
+        "hub_id": "microsoft/Phi-4-mini-instruct", "num_attention_heads": 24,
+        "num_key_value_heads": 8, "vocab_size": 200064, "tie_word_embeddings": True,
+        "partial_rotary_factor": 0.75, "bos_token_id": 199999, "eos_token_id": 199999,
+        "pad_token_id": 199999},
 }
 
 
