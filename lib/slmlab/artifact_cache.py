@@ -71,9 +71,10 @@ def entry_problem(entry: Path) -> str | None:
     marker = entry / MARKER
     if not marker.is_file():
         return f"its {MARKER} marker is missing"
-    if not marker.read_text().strip():
+    digest = marker.read_text().strip()
+    if not digest:
         return f"its {MARKER} marker holds no digest"
-    if marker.read_text().strip() != files_digest(entry, skip=(MARKER,)):
+    if digest != files_digest(entry, skip=(MARKER,)):
         return "its files differ from the digest stored when it was written"
     return None
 

@@ -9,7 +9,6 @@ something even on a noisy machine. It is a benchmark, not a test: nothing here a
 """
 
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from slmlab.course import COURSE_JOBS, run_labs
 from slmlab.environment import describe
 from slmlab.peak_memory import TreeMemory
 from slmlab.report import collect
+from slmlab.results_page import this_machine
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 10, rounds: int = 5) -> float:
@@ -73,14 +73,11 @@ def decode_flops_per_token(config: dict, context: int) -> float:
 
 
 def machine() -> dict:
-    """The CPU's name and AVX512 flags, beside lab 00's environment figures."""
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                if line.startswith("model name")), platform.processor())
+    """The CPU's name and AVX512 flags (as `make results` stamps runs), beside lab 00's
+    environment figures."""
     env = describe()
-    return {"cpu": cpu, "cores": env["cpu_cores"], "torch_threads": env["torch_threads"],
-            "avx512": " avx512f" in cpuinfo, "avx512_bf16": "avx512_bf16" in cpuinfo,
-            "python": env["python"], "torch": torch.__version__}
+    return this_machine() | {"torch_threads": env["torch_threads"], "python": env["python"],
+                             "torch": torch.__version__}
 
 
 def figures(lab_metrics: dict[str, dict], config: dict, context: int, gflops: float) -> dict:

@@ -94,7 +94,7 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
         for shard in set(json.loads(shards.read_text()).get("weight_map", {}).values()):
             if not (folder / shard).is_file():
                 return f"the weights shard {shard} is missing"
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p != state):
         if (problem := _file_problem(path)) is not None:
             return problem
     return None
