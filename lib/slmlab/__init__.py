@@ -3,12 +3,14 @@
 One flat module per concept; labs import from here and never copy code. The module map,
 in layers: a module imports only from layers above its own (no cycles).
 
-    0  lexicon  zoo  presets  qlora  saving  environment  targets  resume  tool_server
+    0  lexicon  zoo  phi3_family  qlora  saving  environment  targets  resume  tool_server
+       bottleneck
        results (the measured spreads in docs/results.json)
        tools <- tool_server
        (search  loralib_swap  labgen: used by labs and commands only; olive_offline: by
         Olive's tool server only)
-    1  task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
+    1  presets <- phi3_family     memory_plan <- qlora
+       task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
        artifact_cache, exercises <- saving
        parameters <- saving, zoo, environment, exercises     progress <- exercises, saving
        course_map <- results          (the labs' titles and times)
@@ -16,11 +18,13 @@ in layers: a module imports only from layers above its own (no cycles).
        sft <- task, data, zoo, presets, artifact_cache, resume   export <- task, tools, saving
        olive_pipeline <- task, presets, tools        report <- progress, environment, saving
     3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
-       peft_methods, viability <- metrics, train_loop, presets, data, zoo
+       peft_methods, viability <- metrics, train_loop, presets, data, zoo (+ bottleneck)
+       real_width <- export, phi3_family, saving, zoo   (`make bench-width`)
        course <- report, progress, saving             playground <- export, task
        checkpoint <- sft, parameters                  (`make checkpoint LAB=NN`)
-    4  bench, variance <- course        widgets <- playground, presets, distill, qlora
-       results_page <- results, course_map   (`make results`)
+    4  results_page <- results, course_map, saving   (`make results`)
+       widgets <- playground, presets, distill, qlora
+    5  bench <- course, results_page    variance <- course
 """
 
 import logging

@@ -18,10 +18,6 @@ PHI3_LORA_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 # costs 9-15 % of each step. Raise it (0.05-0.1) when validation loss turns up (lab 03's
 # remedies).
 LORA_DROPOUT = 0.0
-# microsoft/Phi-3-mini-4k-instruct's shape (its config.json), for figures beside the zoo's
-PHI3_MINI_SHAPE = {"hidden_size": 3072, "num_hidden_layers": 32, "intermediate_size": 8192,
-                   "vocab_size": 32064, "num_attention_heads": 32, "num_key_value_heads": 32,
-                   "tie_word_embeddings": False}
 
 
 def flush_denormals() -> bool:
@@ -77,11 +73,11 @@ def four_bit_config(compute_dtype: torch.dtype = torch.float32):
 
 
 def phi3_mini_skeleton():
-    """Phi-3-mini's modules on the meta device: its real shapes, no weights, no memory."""
-    from transformers import Phi3Config, Phi3ForCausalLM
+    """Phi-3-mini's modules on the meta device: its real shapes, no weights, no memory
+    (`phi3_family`, where the published configs live)."""
+    from slmlab import phi3_family  # here: it imports transformers' Phi-3 model
 
-    with torch.device("meta"):
-        return Phi3ForCausalLM(Phi3Config(**PHI3_MINI_SHAPE))
+    return phi3_family.skeleton("Phi-3-mini-4k")
 
 
 def lora_footprint(model, r: int, alpha: int, targets: list[str]) -> dict:
