@@ -42,7 +42,7 @@ zoo: $(STAMP)
 
 # QUICK=1: every lab with a few training steps and its headline checks off (a few minutes)
 course: setup
-	@$(BIN)/python -m slmlab.course $(if $(QUICK),--quick) $(if $(JOBS),--jobs $(JOBS))
+	@$(BIN)/python -m slmlab.course.runner $(if $(QUICK),--quick) $(if $(JOBS),--jobs $(JOBS))
 
 # Two pytest workers with one thread each use both cores better than one worker with two
 # (kernel starts, imports and subprocesses are single-threaded); see conftest.py.
@@ -54,7 +54,7 @@ test: setup
 # every core's thread, as a learner does (the course map's compute times). `make results`
 # merges it into docs/results.json.
 bench: setup
-	@$(BIN)/python -m slmlab.bench $(if $(BENCH_TESTS),--with-tests) $(if $(JOBS),--jobs $(JOBS))
+	@$(BIN)/python -m slmlab.course.bench $(if $(BENCH_TESTS),--with-tests) $(if $(JOBS),--jobs $(JOBS))
 
 # Containers and Codespaces often run as root, where JupyterLab refuses to start without
 # --allow-root.
@@ -63,36 +63,36 @@ lab: setup
 		$(if $(filter 0,$(shell id -u)),--allow-root) labs/
 
 labs: $(STAMP)
-	@$(BIN)/python -m slmlab.labgen
+	@$(BIN)/python -m slmlab.course.labgen
 
 # The headline comparisons over seeds -> runs/variance.json (a benchmark, ~14 min per seed;
 # LABS="02 08" runs only those labs, SEEDS="0 1" other seeds; JOBS=1 one lab at a time with
 # every core's thread, as a learner's kernel runs it -> runs/variance_<N>threads.json).
 variance: setup
-	@$(BIN)/python -m slmlab.variance $(if $(SEEDS),--seeds $(SEEDS)) $(if $(LABS),--labs $(LABS)) $(if $(JOBS),--jobs $(JOBS))
+	@$(BIN)/python -m slmlab.course.variance $(if $(SEEDS),--seeds $(SEEDS)) $(if $(LABS),--labs $(LABS)) $(if $(JOBS),--jobs $(JOBS))
 
 # Lab 05's export at Phi-3-mini's full width: one decoder layer with random weights and the
 # real vocabulary (over 1 GB of fp32 weights), fp32 and INT4 -> runs/real_width.json
 bench-width: setup
-	@$(BIN)/python -m slmlab.real_width
+	@$(BIN)/python -m slmlab.course.real_width
 
 # Merge runs/variance*.json and runs/bench.json (when present) into docs/results.json, then
 # regenerate docs/results.md and the README's and instructor guide's generated tables.
 results: $(STAMP)
-	@$(BIN)/python -m slmlab.results_page
+	@$(BIN)/python -m slmlab.course.results_page
 
 # Your exercises from each lab's last run: done, wrong (with the message), not started.
 # RUN=1 re-runs the labs you edited since their last run first;
 # HTML=path also writes the table as a page.
 progress: setup
-	@$(if $(RUN),$(BIN)/python -m slmlab.course --changed || true;)
+	@$(if $(RUN),$(BIN)/python -m slmlab.course.runner --changed || true;)
 	@$(BIN)/python -m slmlab.progress $(if $(HTML),--html $(HTML))
 
 # What lab NN needs from earlier labs, built ahead (LAB=05): labs 01, 04-06 start from lab 03's
 # adapter, which each would otherwise train itself on its first run. Built with every core's
 # thread, as a JupyterLab kernel trains: `make course` (one thread per lab) trains its own.
 checkpoint: setup
-	@$(if $(LAB),,echo "usage: make checkpoint LAB=05"; exit 2;) $(BIN)/python -m slmlab.checkpoint $(LAB)
+	@$(if $(LAB),,echo "usage: make checkpoint LAB=05"; exit 2;) $(BIN)/python -m slmlab.course.checkpoint $(LAB)
 
 # For maintainers, before moving a pin: the API-drift test (tests/test_api_drift.py) against
 # the newest releases of the libraries the course calls, in a separate .venv-latest (needs

@@ -19,8 +19,9 @@ import pytest
 import zmq
 from jupyter_client.client import KernelClient
 
-from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, tool_server, tools
-from slmlab.course import CELL_TIMEOUT_VARIABLE
+from slmlab import REPO_ROOT, RUNS_DIR
+from slmlab.course import kernel_zygote
+from slmlab.course.runner import CELL_TIMEOUT_VARIABLE
 
 _start_channels = KernelClient.start_channels
 
@@ -66,20 +67,13 @@ nbval.plugin.RunningKernel = _KernelWithSolutionsApart
 
 
 # --- Kernels forked from one process that imported the libraries -----------------------
-# nbval's and papermill's kernels start as forks of a zygote (slmlab.kernel_zygote) that
-# imported torch, transformers, PEFT and TRL once, instead of ~8-11 s of imports each. A
+# nbval's and papermill's kernels start as forks of a zygote (slmlab.course.kernel_zygote)
+# that imported torch, transformers, PEFT and TRL once, instead of ~8-11 s of imports each. A
 # worker's zygote lives as long as the worker: it runs minutes of tests without a kernel
 # between notebooks, and each new zygote imported again (~12 s of one core; four times in
 # one suite run with the zygote's default wait of 2 minutes).
 os.environ.setdefault(kernel_zygote.IDLE_VARIABLE, "3600")
 kernel_zygote.use_for_kernels()
-
-# The ONNX builder's and Olive's servers (slmlab.tool_server) serve the test processes and
-# the kernels of labs 05 and 06 alike, for as long as the suite runs (this, the first
-# process, is their owner; the workers and kernels inherit the variable): each imports its
-# tool once (~10-14 s of one core), not once per process that asks.
-os.environ.setdefault(tools.OWNER_VARIABLE, str(os.getpid()))
-os.environ.setdefault(tool_server.IDLE_VARIABLE, "3600")
 
 
 # --- Two workers (`make test` runs `pytest -n 2`) --------------------------------------
@@ -165,7 +159,7 @@ def pytest_sessionstart(session):
     """The machine's matmul rate before any worker starts (`slmlab.bench.gflops_with_threads`):
     the summary line names it beside the rate at the end."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        from slmlab.bench import gflops_with_threads
+        from slmlab.course.bench import gflops_with_threads
 
         session.config.stash[_RATE_AT_START] = gflops_with_threads()
 
@@ -175,7 +169,7 @@ def pytest_terminal_summary(terminalreporter):
     workers are done (`slmlab.bench.speed_line`), beside the rate at its start: one thread,
     as each worker ran."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        from slmlab.bench import speed_line
+        from slmlab.course.bench import speed_line
 
         terminalreporter.write_line(speed_line(
             rate_at_start=terminalreporter.config.stash.get(_RATE_AT_START, None)))

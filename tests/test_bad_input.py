@@ -21,7 +21,7 @@ import pytest
 from peft import get_peft_model
 
 from slmlab import REPO_ROOT, environment, export, presets, resume, saving, zoo
-from slmlab.course import run_lab
+from slmlab.course.runner import run_lab
 
 DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
 

@@ -3,7 +3,7 @@
 import json
 
 from slmlab import MODELS_DIR
-from slmlab.bench import decode_flops_per_token, figures, markdown
+from slmlab.course.bench import decode_flops_per_token, figures, markdown
 
 CONFIG = json.loads((MODELS_DIR / "tiny-phi3-teacher" / "config.json").read_text())
 KEYS = {"lora_acc_before", "lora_acc_after", "lora_train_seconds", "lora_trainable_pct",
@@ -54,7 +54,7 @@ def test_the_speed_line_names_a_measured_rate_and_leaves_the_threads_as_they_wer
 
     import torch
 
-    from slmlab.bench import speed_line
+    from slmlab.course.bench import speed_line
 
     threads = torch.get_num_threads()
     line = speed_line()

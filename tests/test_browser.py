@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slmlab import RUNS_DIR, progress
-from slmlab.report import write_report
+from slmlab.course.report import write_report
 from slmlab.targets import goal
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,7 +99,7 @@ def jupyterlab(tmp_path_factory):
     from papermill.parameterize import parameterize_notebook
 
     from slmlab import REPO_ROOT
-    from slmlab.course import QUICK_PARAMETERS
+    from slmlab.course.runner import QUICK_PARAMETERS
 
     root = tmp_path_factory.mktemp("jupyterlab")
     for stem in ("02_loralib_layer_swaps", "05_merge_int4_export"):
@@ -147,7 +147,7 @@ def run_all_cells(page, url: str, notebook: str) -> None:
 @pytest.mark.slow
 def test_lab_02_slider_in_jupyterlab_shows_the_count_for_the_new_rank(page, jupyterlab):
     from slmlab import presets, zoo
-    from slmlab.course import QUICK_PARAMETERS
+    from slmlab.course.runner import QUICK_PARAMETERS
     from slmlab.parameters import lab_defaults
 
     lab = "02_loralib_layer_swaps"   # the page runs it with these parameters (fixture above)

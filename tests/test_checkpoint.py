@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from slmlab import REPO_ROOT, checkpoint, sft
+from slmlab import REPO_ROOT, sft
+from slmlab.course import checkpoint
 
 
 @pytest.mark.parametrize("lab", sorted(checkpoint.ADAPTER_ARGUMENTS))

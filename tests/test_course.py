@@ -11,7 +11,7 @@ import papermill
 import pytest
 
 from slmlab import REPO_ROOT, results
-from slmlab.course import (
+from slmlab.course.runner import (
     CELL_TIMEOUT_VARIABLE,
     FIRST_RUN_ORDER,
     STARTS_FIRST,
@@ -20,7 +20,7 @@ from slmlab.course import (
     stderr_log,
     stderr_to,
 )
-from slmlab.peak_memory import TreeMemory
+from slmlab.course.tree_memory import TreeMemory
 
 # a process that holds 300 MB resident for 1.5 s
 HOLD_300_MB = ("import time\nblock = bytearray(300_000_000)\n"
@@ -107,7 +107,7 @@ def err_file(runs_dir, lab: str) -> str:
 
 
 def test_each_labs_peak_memory_is_measured_and_reported(tmp_path):
-    from slmlab.report import peak_memory_mb, write_report
+    from slmlab.course.report import peak_memory_mb, write_report
 
     labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
     labs_dir.mkdir()
@@ -173,8 +173,8 @@ def test_a_fresh_clone_starts_labs_03_and_06_then_the_labs_recorded_longest_firs
 
 
 def test_a_failed_rerun_leaves_no_stale_figures_and_the_report_marks_it(tmp_path):
-    from slmlab.course import run_course
-    from slmlab.report import collect
+    from slmlab.course.report import collect
+    from slmlab.course.runner import run_course
 
     labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
     labs_dir.mkdir()
@@ -196,7 +196,7 @@ def test_a_failed_rerun_leaves_no_stale_figures_and_the_report_marks_it(tmp_path
 
 
 def test_only_the_labs_edited_since_their_run_run_again(tmp_path, capsys):
-    from slmlab.course import run_course
+    from slmlab.course.runner import run_course
 
     labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs"
     labs_dir.mkdir()
@@ -212,7 +212,7 @@ def test_only_the_labs_edited_since_their_run_run_again(tmp_path, capsys):
 
 
 def test_the_report_leads_with_the_targets_and_embeds_the_plots(tmp_path):
-    from slmlab.report import write_report
+    from slmlab.course.report import write_report
     from slmlab.targets import goal
 
     lab = tmp_path / "03_peft_lora_sft"

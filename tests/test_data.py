@@ -3,7 +3,7 @@ import json
 import pytest
 from datasets import Dataset
 
-from slmlab import make_tone_data
+from slmlab.course import tone_data
 from slmlab.data import DataError, load_tone, unseen_word_rows, validate_jsonl, words
 from slmlab.lexicon import TONES, all_cue_words
 from slmlab.task import TEXT_TEMPLATE, chat_messages, examples, text_example
@@ -19,7 +19,7 @@ def test_splits_have_the_card_sizes_and_are_balanced(tone_rows):
 
 
 def test_committed_files_are_what_the_generator_makes(tone_rows):
-    made = make_tone_data.make_splits()
+    made = tone_data.make_splits()
     for split in ("train", "validation", "test"):
         assert made[split] == tone_rows[split]
     assert [r["phrase"] for r in made["pool"]] == [r["phrase"] for r in tone_rows["pool"]]
@@ -32,7 +32,7 @@ def test_test_split_is_held_out(tone_rows):
     assert not train_phrases & test_phrases
     assert not test_phrases & pool_phrases
     # different sentence shapes: few shared trigrams (the data card reports the figures)
-    assert make_tone_data.ngram_overlap(tone_rows["test"], tone_rows["train"], 3) < 0.15
+    assert tone_data.ngram_overlap(tone_rows["test"], tone_rows["train"], 3) < 0.15
 
 
 def test_unseen_word_rows_really_are_unseen(tone_rows):
@@ -139,7 +139,7 @@ def test_wild_split_is_balanced_hand_written_and_outside_the_generator(tone_rows
     generated = {r["phrase"] for split in tone_rows.values() for r in split}
     assert not generated & set(phrases)
     # not the generator's shapes: the generated splits share few trigrams with it
-    assert make_tone_data.ngram_overlap(wild, tone_rows["train"], 3) < 0.05
+    assert tone_data.ngram_overlap(wild, tone_rows["train"], 3) < 0.05
     # everyday wording: many rows carry no cue word of the course's lexicon at all
     cue_free = [p for p in phrases if not words(p) & set(all_cue_words())]
     assert len(cue_free) >= len(phrases) / 2

@@ -9,7 +9,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from slmlab import REPO_ROOT, results, results_page
+from slmlab import REPO_ROOT, results
+from slmlab.course import results_page
 
 README = REPO_ROOT / "README.md"
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()

@@ -5,7 +5,8 @@ import nbformat
 import pytest
 import torch
 
-from slmlab import REPO_ROOT, labgen
+from slmlab import REPO_ROOT
+from slmlab.course import labgen
 from slmlab.exercises import check, todo
 
 SOLUTIONS = sorted((REPO_ROOT / "solutions").glob("*.ipynb"))
@@ -305,7 +306,7 @@ def test_a_uniform_learning_rate_draw_is_rejected():
     import math
     import random
 
-    from slmlab import search
+    from slmlab import hyperparameter_search
 
     def uniform(rng):
         lr = rng.uniform(1e-3, 1e-2)
@@ -314,7 +315,8 @@ def test_a_uniform_learning_rate_draw_is_rejected():
 
     assert math.isclose(math.log10(1e-2) - math.log10(1e-3), 1)  # a decade: log-uniform matters
     _cases_reject("sample_config", lambda s: uniform(random.Random(s)),
-                  lambda s: search.sample_config(random.Random(s)), [(0,), (1,), (7,)])
+                  lambda s: hyperparameter_search.sample_config(random.Random(s)),
+                  [(0,), (1,), (7,)])
 
 
 def test_early_stopping_that_counts_a_tie_as_progress_is_rejected():

@@ -13,9 +13,9 @@ from slmlab import REPO_ROOT, memory_plan, phi3_family, presets, sft
 from slmlab.parameters import lab_defaults, validate
 
 PARAMS = sorted((REPO_ROOT / "labs" / "params" / "phi3-mini-gpu").glob("*.yaml"))
-# labs that train or export; lab 01 distils between two models that must share a tokenizer,
-# and no published model smaller than Phi-3-mini has Phi-3's
-TRAINING_LABS = ["02_loralib_layer_swaps", "03_peft_lora_sft", "04_qlora",
+# labs that train or export (lab 01: Phi-3-medium teaches Phi-3-mini, which shares its
+# tokenizer)
+TRAINING_LABS = ["01_distillation", "02_loralib_layer_swaps", "03_peft_lora_sft", "04_qlora",
                  "05_merge_int4_export", "06_olive_pipeline", "07_tuning_and_evaluation",
                  "08_peft_methods_compared"]
 
@@ -29,7 +29,8 @@ def test_every_key_is_a_lab_parameter_of_a_type_the_lab_takes(path, monkeypatch)
     values = yaml.safe_load(path.read_text())
     defaults = lab_defaults(path.stem)
     assert set(values) <= set(defaults), set(values) - set(defaults)
-    assert values["model_id"] == phi3_family.FAMILY["Phi-3-mini-4k"]["hub_id"]
+    student = values.get("model_id", values.get("student_id"))
+    assert student == phi3_family.FAMILY["Phi-3-mini-4k"]["hub_id"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU it is for
     validate(path.stem, defaults | values)
 
@@ -70,3 +71,20 @@ def test_lab_04s_four_bit_config_is_accepted_by_bitsandbytes():
 def test_readme_shows_how_to_run_a_lab_with_a_gpu_file():
     readme = (REPO_ROOT / "README.md").read_text()
     assert "labs/params/phi3-mini-gpu/" in readme and Path(PARAMS[0]).exists()
+
+
+def test_lab_01s_teacher_and_student_fit_one_80_gb_gpu_one_after_the_other(tmp_path):
+    p = gpu_values("01_distillation")
+    assert p["teacher_id"] == phi3_family.FAMILY["Phi-3-medium-4k"]["hub_id"]
+    config = sft.sft_config(tmp_path, p["teacher_steps"], p["teacher_lr"], 16, bf16=True)
+    assert config.learning_rate == p["teacher_lr"] and config.bf16
+    teacher = phi3_family.config("Phi-3-medium-4k")
+    student = phi3_family.config("Phi-3-mini-4k")
+    assert teacher.vocab_size == student.vocab_size, "the KD loss compares the same tokens"
+    gb, seq_len = 1e9, 64  # tone examples are shorter than 64 tokens
+    teacher_training = memory_plan.estimate(teacher, "lora", 16, seq_len, lora_r=4)["total"]
+    merged_teacher = 2 * phi3_family.parameter_count("Phi-3-medium-4k")
+    student_training = memory_plan.estimate(student, "full", 16, seq_len)["total"]
+    budget = (80 - memory_plan.GPU_OVERHEAD_GB) * gb
+    assert teacher_training < budget
+    assert merged_teacher + student_training < budget, (merged_teacher + student_training) / gb

@@ -1,4 +1,5 @@
-"""Kernels forked from a zygote behave as plainly launched kernels do (slmlab.kernel_zygote)."""
+"""Kernels forked from a zygote behave as plainly launched kernels do
+(slmlab.course.kernel_zygote)."""
 
 import json
 import multiprocessing
@@ -13,9 +14,10 @@ import psutil
 import pytest
 from jupyter_client import KernelManager
 
-from slmlab import kernel_zygote, qlora
-from slmlab.course import CELL_TIMEOUT_VARIABLE
-from slmlab.peak_memory import TreeMemory
+from slmlab import qlora
+from slmlab.course import kernel_zygote
+from slmlab.course.runner import CELL_TIMEOUT_VARIABLE
+from slmlab.course.tree_memory import TreeMemory
 
 # An environment of this module's own, so its kernels come from a zygote of their own (one
 # for the module: conftest keeps its tests on one worker), which ends soon after them.

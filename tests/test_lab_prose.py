@@ -58,10 +58,10 @@ def test_relative_links_in_lab_prose_resolve(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_a_labs_time_line_comes_from_the_course_map(path):
     # one source for the labs, README's course map and the instructor's guide
-    from slmlab import course_map
+    from slmlab.course import course_map
 
     expected = course_map.time_line(path.stem)
     first = markdown_cells(path)[0][1]
     assert expected in first.splitlines(), (
-        f"{path.name}: its first cell should say {expected!r} (slmlab.course_map); "
+        f"{path.name}: its first cell should say {expected!r} (slmlab.course.course_map); "
         "edit the solution and run `make labs`")

@@ -17,7 +17,7 @@ import papermill
 import pytest
 
 from slmlab import REPO_ROOT, qlora
-from slmlab.course import QUICK_PARAMETERS, run_lab
+from slmlab.course.runner import QUICK_PARAMETERS, run_lab
 
 LABS = sorted((REPO_ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
 

@@ -56,7 +56,8 @@ def test_the_estimate_holds_for_a_real_step_of_the_zoo_model(method):
 
 
 def test_the_family_counts_match_the_published_sizes():
-    for name, published in (("Phi-3-mini-4k", 3_821_079_552), ("Phi-4-mini", 3_836_021_760)):
+    for name, published in (("Phi-3-mini-4k", 3_821_079_552), ("Phi-4-mini", 3_836_021_760),
+                            ("Phi-3-medium-4k", 13_960_238_080)):
         counts = memory_plan.parameter_counts(phi3_family.config(name))
         assert counts["linear"] + counts["other"] == published
         assert phi3_family.parameter_count(name) == published  # the meta-device skeleton

@@ -4,7 +4,7 @@ import nbval.plugin
 import pytest
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.course import QUICK_PARAMETERS
+from slmlab.course.runner import QUICK_PARAMETERS
 from slmlab.parameters import lab_defaults
 
 

@@ -32,12 +32,14 @@ def test_lora_passes_chain_lora_merge_builder():
     assert passes["builder"]["extra_options"]["hf_token"] == "false"
 
 
-def test_olive_env_needs_the_builder_copy(tmp_path):
+def test_olive_variables_need_the_builder_copy(tmp_path):
     with pytest.raises(FileNotFoundError, match="make setup"):
-        olive_pipeline.olive_env(tmp_path)
+        olive_pipeline.olive_variables(tmp_path)
     (tmp_path / "onnxruntime_genai").mkdir()
-    env = olive_pipeline.olive_env(tmp_path)
-    assert env["OLIVE_DISABLE_TELEMETRY"] == "1" and env["PYTHONPATH"].startswith(str(tmp_path))
+    variables = olive_pipeline.olive_variables(tmp_path)
+    assert variables["OLIVE_DISABLE_TELEMETRY"] == "1"
+    assert variables["PYTHONPATH"].startswith(str(tmp_path))
+    assert olive_pipeline.olive_env(tmp_path)["PATH"], "the environment, plus those variables"
 
 
 def run_in_olive_env(code: str) -> subprocess.CompletedProcess:
@@ -102,7 +104,6 @@ def test_olive_offline_leaves_no_telemetry_event_to_wait_for_at_exit(telemetry_p
     lines, out = telemetry_probes
     assert "---" in lines, out.stdout + out.stderr[-2000:]
     assert lines[lines.index("---") + 1:] == ["True", "False"], out.stdout + out.stderr[-2000:]
-    assert olive_pipeline.OLIVE_PRELOAD[0] == "slmlab.olive_offline"
 
 
 def test_the_installed_builder_copy_is_the_one_olive_expects():
@@ -117,37 +118,29 @@ def test_training_losses_reads_trainer_logs(tmp_path):
     assert olive_pipeline.training_losses(log) == [2.5, 0.75]
 
 
-def test_olive_commands_run_in_forks_of_one_server_and_fail_in_one_line(tmp_path):
-    import psutil
-
+def test_olive_commands_run_offline_and_fail_in_one_line(tmp_path):
     from slmlab import tools
-
-    def olive_server():
-        return tools.server_pid("olive", olive_pipeline.olive_env(),
-                                  olive_pipeline.OLIVE_PRELOAD)
 
     seconds = olive_pipeline.run_olive(["--help"], tmp_path / "help.log", cwd=tmp_path)
     assert "usage" in (tmp_path / "help.log").read_text() and seconds > 0
-    server = olive_server()
-    assert server is not None and psutil.pid_exists(server)
     with pytest.raises(tools.ToolError) as failed:
         olive_pipeline.run_olive(["no-such-command"], tmp_path / "bad.log", cwd=tmp_path)
     assert str(failed.value).startswith("olive no-such-command failed (exit 2): ")
     assert str(failed.value).endswith(f"(log {tmp_path / 'bad.log'})")
-    olive_pipeline.run_olive(["--help"], tmp_path / "again.log")
-    assert olive_server() == server, "the server outlived a failed command"
 
 
-def test_without_a_server_olive_runs_as_a_process_of_its_own(tmp_path, monkeypatch):
-    import os
-    import sys
+def test_olive_runs_with_the_builder_copy_first_on_its_path(tmp_path):
+    """Olive's ModelBuilder pass needs onnxruntime-genai 0.14.1's builder; the course's
+    kernels import 0.18: a command sees the copy, its caller keeps its own."""
+    import onnxruntime_genai
 
     from slmlab import tools
 
-    with monkeypatch.context() as patch:
-        patch.setattr(sys, "executable", "/nonexistent/python")  # the server cannot start
-        assert tools.ask_server("olive", ["--help"], tmp_path / "x.log", tmp_path,
-                               dict(os.environ)) is None
-    monkeypatch.setattr(tools, "ask_server", lambda *args: None)  # no server: the fallback
-    olive_pipeline.run_olive(["--help"], tmp_path / "plain.log")
-    assert "usage" in (tmp_path / "plain.log").read_text()
+    (tmp_path / "which.py").write_text(
+        "import onnxruntime_genai, os\nprint(onnxruntime_genai.__file__)\n")
+    tools.run_python([sys.executable, "-m", "which"], tmp_path / "which.log", "which",
+                     variables=olive_pipeline.olive_variables(),
+                     python_path=(str(olive_pipeline.BUILDER_DIR), str(tmp_path)))
+    seen = (tmp_path / "which.log").read_text().strip()
+    assert seen.startswith(str(olive_pipeline.BUILDER_DIR)), seen
+    assert not onnxruntime_genai.__file__.startswith(str(olive_pipeline.BUILDER_DIR))

@@ -3,7 +3,7 @@
 import json
 
 from slmlab import REPO_ROOT
-from slmlab.course import run_lab
+from slmlab.course.runner import run_lab
 
 
 def test_lab00_with_the_student_and_fewer_tokens(tmp_path):

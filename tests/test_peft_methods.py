@@ -1,6 +1,6 @@
 """Lab 08's measuring helpers."""
 
-import os
+import multiprocessing.forkserver
 import shutil
 import subprocess
 import sys
@@ -63,21 +63,11 @@ def test_a_method_is_measured_in_its_own_process(tone_rows):
 
     base = metrics.count_parameters(zoo.load_model("tiny-phi3-student"))
 
-    def command_words(process: psutil.Process) -> set[str] | None:
-        try:
-            return set(" ".join(process.cmdline()).replace(".", " ").split())
-        except psutil.Error:  # it ended meanwhile, or is a zombie not yet reaped: not live
-            return None
-
-    def is_server(process: psutil.Process) -> bool:
-        return {"tool_server", "--listen"} <= (command_words(process) or set())
-
     def workers() -> set[int]:
-        """Live processes below this one, but a tool server: it stays to serve the next
-        method. A method's process is a fork of it (same command line, parent a server)."""
+        """Live processes below this one, but the forkserver: it stays to fork the next
+        method's process."""
         return {p.pid for p in psutil.Process().children(recursive=True)
-                if command_words(p) is not None and not (is_server(p) and not any(
-                    is_server(parent) for parent in p.parents()))}
+                if "multiprocessing.forkserver" not in " ".join(p.cmdline())}
 
     before = workers()
     row = peft_methods.run_method("lora", "tiny-phi3-student", base, tone_rows["train"][:32],
@@ -85,8 +75,8 @@ def test_a_method_is_measured_in_its_own_process(tone_rows):
     assert row["trainable_params"] > 0 and 0 < row["trainable_percent"] < 100
     assert row["peak_memory_mb"] > 0 and 0 <= row["accuracy"] <= 1
     assert len(row["losses"]) == 2, "one loss per step"
-    # it ran as a fork of the server that imported lab 08's module (not in this process)
-    assert tools.server_pid("slmlab.peft_methods", dict(os.environ)) is not None
+    # it ran in a child of this process's forkserver, which imported torch for it
+    assert multiprocessing.forkserver._forkserver._forkserver_pid is not None
     # nothing it started is left (processes of earlier tests may end meanwhile: a kernel,
     # an idle kernel zygote)
     assert not workers() - before, "the method's process ended"

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from slmlab import REPO_ROOT, exercises, progress
-from slmlab.course import run_labs
+from slmlab.course.runner import run_labs
 
 LAB00 = REPO_ROOT / "labs" / "00_setup_tour.ipynb"
 SCAFFOLD = '    todo("frame every turn the same way, then open the assistant\'s turn")'

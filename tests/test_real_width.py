@@ -2,7 +2,7 @@
 
 import pytest
 
-from slmlab import real_width
+from slmlab.course import real_width
 
 
 @pytest.mark.slow

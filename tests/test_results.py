@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from slmlab import course_map, results, results_page
+from slmlab import results
+from slmlab.course import course_map, results_page
 
 MACHINE = {"cpu": "Test CPU", "cores": 2, "avx512": True, "avx512_bf16": False}
 CONDITIONS = {"seeds": [0, 1, 2, 3, 4], **MACHINE, "threads_per_lab": 1,

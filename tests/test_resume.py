@@ -217,8 +217,8 @@ def test_a_broken_cache_entry_is_rebuilt_never_used(damage, tmp_path, capsys):
 
 
 def test_a_truncated_metrics_file_is_reported_and_skipped(tmp_path, capsys):
-    from slmlab.report import collect
-    from slmlab.variance import stored_runs
+    from slmlab.course.report import collect
+    from slmlab.course.variance import stored_runs
 
     for lab, text in (("01_distillation", '{"accuracy": 0.9}'),
                       ("03_peft_lora_sft", '{"accuracy_after": 0.9')):  # cut short

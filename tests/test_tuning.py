@@ -5,7 +5,8 @@ import random
 import pytest
 import torch
 
-from slmlab import metrics, search, train_loop
+from slmlab import hyperparameter_search as search
+from slmlab import metrics, train_loop
 from slmlab.metrics import bleu_rouge
 from slmlab.task import NOT_A_LABEL
 

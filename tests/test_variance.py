@@ -1,6 +1,6 @@
 """make variance: figures over seeds, and each stated comparison as a paired difference."""
 
-from slmlab.variance import COMPARISONS, markdown, numbers, summarize
+from slmlab.course.variance import COMPARISONS, markdown, numbers, summarize
 
 
 def test_numbers_flattens_a_metrics_file():
@@ -40,7 +40,7 @@ def test_a_partial_run_adds_its_labs_to_the_stored_runs_of_the_others(tmp_path, 
 
     from test_course import tiny_lab
 
-    from slmlab.variance import run
+    from slmlab.course.variance import run
 
     labs_dir, runs_dir = tmp_path / "labs", tmp_path / "runs" / "variance"
     labs_dir.mkdir()
@@ -63,8 +63,8 @@ def test_a_partial_run_adds_its_labs_to_the_stored_runs_of_the_others(tmp_path, 
 def test_the_parameters_variance_sets_are_the_labs_own():
     """A renamed lab parameter must not leave `make variance` setting a name papermill only
     warns about (lab 02 would then skip the projection comparison it is run for)."""
+    from slmlab.course.variance import LABS
     from slmlab.parameters import lab_defaults
-    from slmlab.variance import LABS
 
     for lab, parameters in LABS.items():
         defaults = lab_defaults(lab)
@@ -79,8 +79,8 @@ def test_runs_with_another_thread_count_are_kept_apart(tmp_path, monkeypatch, ca
 
     import pytest
 
-    from slmlab import variance
-    from slmlab.course import COURSE_JOBS, threads_per_job
+    from slmlab.course import variance
+    from slmlab.course.runner import COURSE_JOBS, threads_per_job
 
     monkeypatch.setattr(variance, "RUNS_DIR", tmp_path)
     assert variance.variance_dir(COURSE_JOBS) == tmp_path / "variance"

@@ -1,13 +1,13 @@
 """The zoo is a plausible base: low zero-shot, and a short LoRA run makes the jump.
 
 The LoRA run is lab 03's recipe, as the model card (models/README.md) reports it
-(`python -m slmlab.viability`); in the suite it is loaded from the course's cache, where
+(`python -m slmlab.course.viability`); in the suite it is loaded from the course's cache, where
 lab 03's solution stores it.
 """
 
 import pytest
 
-from slmlab.viability import measure
+from slmlab.course.viability import measure
 
 pytestmark = pytest.mark.slow  # the shared fixture trains a LoRA adapter (or loads it)
 
@@ -24,7 +24,7 @@ def test_zero_shot_is_low(figures):
 
 
 def test_short_lora_run_lifts_held_out_accuracy(figures):
-    # its time is a benchmark figure: `python -m slmlab.viability`
+    # its time is a benchmark figure: `python -m slmlab.course.viability`
     assert (figures["lora_steps"], figures["lora_rank"]) == (150, 4)
     assert figures["teacher_lora_test_generated"] >= 0.85, figures
 

@@ -1,30 +1,48 @@
 """slmlab: the helper package of the Phi-3 small-language-model course.
 
-One flat module per concept; labs import from here and never copy code. The module map,
-in layers: a module imports only from layers above its own (no cycles).
+This is the learner zone: what the labs, their widgets and `make progress` import, one flat
+module per concept; labs import from here and never copy code. What runs and measures the
+course (the runner, report, benchmarks, notebook generator, data builders) is the
+sub-package `slmlab.course`, which this zone never imports.
 
-    0  lexicon  zoo  phi3_family  qlora  saving  environment  targets  resume  tool_server
-       bottleneck
-       results (the measured spreads in docs/results.json)
-       tools <- tool_server
-       (search  loralib_swap  labgen: used by labs and commands only; olive_offline: by
-        Olive's tool server only)
-    1  presets <- phi3_family     memory_plan <- qlora
-       task <- lexicon          data <- lexicon          corpus, make_tone_data <- lexicon
-       artifact_cache, exercises <- saving
-       parameters <- saving, zoo, environment, exercises     progress <- exercises, saving
-       course_map <- results          (the labs' titles and times)
-    2  metrics <- task          train_loop <- task, presets   distill <- task
-       sft <- task, data, zoo, presets, artifact_cache, resume   export <- task, tools, saving
-       olive_pipeline <- task, presets, tools        report <- progress, environment, saving
-    3  pretrain <- metrics, corpus, zoo                  (builds the zoo: `make zoo`)
-       peft_methods, viability <- metrics, train_loop, presets, data, zoo (+ bottleneck)
-       real_width <- export, phi3_family, saving, zoo   (`make bench-width`)
-       course <- report, progress, saving             playground <- export, task
-       checkpoint <- sft, parameters                  (`make checkpoint LAB=NN`)
-    4  results_page <- results, course_map, saving   (`make results`)
-       widgets <- playground, presets, distill, qlora
-    5  bench <- course, results_page    variance <- course
+Module map (generated from the imports by `python -m slmlab.course.module_map`):
+layer, module, what it imports from the package.
+
+    0  bottleneck
+    0  environment
+    0  hyperparameter_search
+    0  lexicon
+    0  loralib_swap
+    0  olive_offline
+    0  phi3_family
+    0  qlora
+    0  results
+    0  resume
+    0  saving
+    0  targets
+    0  tools
+    0  zoo
+    1  artifact_cache         <- saving
+    1  corpus                 <- lexicon
+    1  data                   <- lexicon
+    1  exercises              <- saving
+    1  memory_plan            <- qlora
+    1  presets                <- phi3_family
+    1  task                   <- lexicon
+    2  distill                <- lexicon, task
+    2  export                 <- saving, task, tools
+    2  metrics                <- lexicon, task
+    2  olive_pipeline         <- presets, task, tools
+    2  progress               <- exercises, saving
+    2  sft                    <- artifact_cache, data, presets, resume, saving, task, zoo
+    2  train_loop             <- presets, task
+    3  parameters             <- environment, exercises, export, saving, zoo
+    3  peak_memory            <- metrics
+    3  playground             <- export, task
+    3  pretrain               <- corpus, lexicon, metrics, zoo
+    4  peft_methods           <- bottleneck, data, metrics, peak_memory, presets, qlora, tools,
+                                 train_loop, zoo
+    4  widgets                <- distill, lexicon, playground, presets, qlora
 """
 
 import logging

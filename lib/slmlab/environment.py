@@ -1,4 +1,4 @@
-"""What lab 00 checks first: library versions, the device, and free memory."""
+"""The environment check: library versions, the device, and free memory (lab 00 runs it first)."""
 
 import importlib.metadata
 import os

@@ -15,9 +15,6 @@ from safetensors import safe_open
 from slmlab import saving, tools
 from slmlab.task import label_token_ids
 
-# what the builder imports before it builds: loaded once by its server (`tool_server`)
-BUILDER_PRELOAD = ("torch", "transformers", "onnx", "onnx_ir")
-
 
 def merged_weight(weight, lora_A, lora_B, alpha: float, r: int):
     """Reference for lab 05's exercise: the weight a LoRA layer computes with, as one matrix."""
@@ -128,9 +125,8 @@ def build_onnx(model_dir: str | Path, out_dir: str | Path, precision: str,
     with saving.replace_atomically(out_dir) as staging:
         command = builder_command(model_dir, staging, precision, adapter_path,
                                   quantize_embeddings)
-        try:  # `python -m BUILDER ARGS`, in a fork of a process that imported it once
-            tools.run_python(command, log, f"onnxruntime-genai builder ({precision})",
-                             preload=BUILDER_PRELOAD)
+        try:  # `python -m BUILDER ARGS`, forked from a process that imported torch once
+            tools.run_python(command, log, f"onnxruntime-genai builder ({precision})")
         except tools.ToolError as error:
             raise tools.ToolError(f"{error}{kept}") from None
         if not (staging / "genai_config.json").exists():

@@ -19,40 +19,39 @@ from slmlab.presets import LORA_DROPOUT, PHI3_LORA_TARGETS
 from slmlab.task import TEXT_TEMPLATE
 
 BUILDER_DIR = Path(sys.prefix) / "olive-builder"
-# what every Olive command needs: imported once by its server (olive_offline first: Olive
-# must not build its telemetry before it)
-OLIVE_PRELOAD = ("slmlab.olive_offline", "torch", "transformers", "peft", "onnx", "onnxruntime",
-                 "olive.cli.launcher")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)
 
 
-def olive_env(builder_dir: Path = BUILDER_DIR) -> dict:
-    """Environment for an offline Olive run: no telemetry, no hub, the 0.14.1 builder."""
+def olive_variables(builder_dir: Path = BUILDER_DIR) -> dict[str, str]:
+    """The variables an offline Olive run needs: no telemetry, no hub, the 0.14.1 builder."""
     if not (builder_dir / "onnxruntime_genai").is_dir():
         raise FileNotFoundError(f"Olive's model builder copy is missing ({builder_dir}): "
                                 "run `make setup`")
     # Olive 0.13 queues a telemetry heartbeat *before* it reads OLIVE_DISABLE_TELEMETRY
     # (unless a CI variable is set), and at exit retries sending it: offline, every command
     # then sat idle ~6-8 s. OTEL_SDK_DISABLED turns its OpenTelemetry logger into a no-op.
-    env = dict(os.environ, OLIVE_DISABLE_TELEMETRY="1", OTEL_SDK_DISABLED="true",
-               HF_HUB_OFFLINE="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(builder_dir), env.get("PYTHONPATH"))
-                                        if p)
-    return env
+    python_path = os.pathsep.join(p for p in (str(builder_dir), os.environ.get("PYTHONPATH"))
+                                  if p)
+    return {"OLIVE_DISABLE_TELEMETRY": "1", "OTEL_SDK_DISABLED": "true",
+            "HF_HUB_OFFLINE": "1", "PYTHONPATH": python_path}
+
+
+def olive_env(builder_dir: Path = BUILDER_DIR) -> dict[str, str]:
+    """This process's environment with `olive_variables`: for an `olive` subprocess."""
+    return dict(os.environ, **olive_variables(builder_dir))
 
 
 def run_olive(args: list[str], log_path: str | Path, cwd: str | Path | None = None,
               seed: int = 0) -> float:
-    """Run `olive ARGS`, log to `log_path`; return seconds, or raise ToolError (one line).
+    """Run `olive ARGS` (as `python -m slmlab.olive_offline ARGS`: Olive without its
+    telemetry wait), log to `log_path`; return seconds, or raise ToolError (one line).
 
-    Each command runs in a fork of a process that imported Olive once (`tool_server`),
-    its random generators seeded with `seed`: Olive's LoRA pass draws the adapter's initial
+    Its random generators start from `seed`: Olive's LoRA pass draws the adapter's initial
     weights before its trainer seeds, from whatever state the process is in (unseeded, its
-    INT4 accuracy spread 87.5-98.5 % over 13 runs of lab 06). Without that server, as a new
-    process, seeded the same way."""
-    return tools.run_python([sys.executable, "-m", "olive", *args], log_path,
-                            f"olive {args[0]}", env=olive_env(), cwd=cwd, preload=OLIVE_PRELOAD,
-                            seed=seed)
+    INT4 accuracy spread 87.5-98.5 % over 13 runs of lab 06)."""
+    return tools.run_python([sys.executable, "-m", "slmlab.olive_offline", *args], log_path,
+                            f"olive {args[0]}", cwd=cwd, seed=seed,
+                            variables=olive_variables(), python_path=(str(BUILDER_DIR),))
 
 
 def training_losses(log_path: str | Path) -> list[float]:

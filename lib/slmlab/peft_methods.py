@@ -91,9 +91,9 @@ def run_method(method: str, model_id: str, base_parameters: int, train_rows, tes
     in one process the order decides the memory figures (measured here: LoRA r 4 peaked
     at 155 MB above start alone, 35 MB after full fine-tuning in the same process). A
     fresh process per method measures every method the same way: `python -m
-    slmlab.peft_methods`, forked from a tool server that imported this module (torch,
-    transformers, PEFT) once (`tools.run_python`; a new interpreter per method cost ~10 s of
-    imports each), never from the caller, whose heap it would copy. A method that fails
+    slmlab.peft_methods`, forked from a process that imported torch, transformers and PEFT
+    once (`tools.run_python`; a new interpreter per method cost ~10 s of imports each),
+    never from the caller, whose heap it would copy. A method that fails
     raises ToolError with the last line of its log, which is kept.
     """
     folder = Path(tempfile.mkdtemp(prefix="slmlab-method-"))

@@ -20,6 +20,12 @@ LONG_CONTEXT = {"max_position_embeddings": 131072, "original_max_position_embedd
                 "sliding_window": 262144}
 FAMILY: dict[str, dict] = {
     "Phi-3-mini-4k": PHI3_MINI,
+    # Phi-3-mini's tokenizer at 14 B: the teacher a Phi-3-mini student can distil from
+    # (grouped-query attention: 10 key/value heads)
+    "Phi-3-medium-4k": PHI3_MINI | {
+        "hub_id": "microsoft/Phi-3-medium-4k-instruct", "hidden_size": 5120,
+        "intermediate_size": 17920, "num_hidden_layers": 40, "num_attention_heads": 40,
+        "num_key_value_heads": 10},
     "Phi-3.5-mini": PHI3_MINI | LONG_CONTEXT | {"hub_id": "microsoft/Phi-3.5-mini-instruct"},
     # grouped-query attention (8 key/value heads), a 200k vocabulary, tied embeddings
     "Phi-4-mini": PHI3_MINI | LONG_CONTEXT | {

@@ -1,5 +1,5 @@
-"""Lab 05's playground: one prompt answered by the merged PyTorch model or an ONNX export,
-token by token, with the decode speed and the tone the model gives the text; and lab 06's
+"""A generation playground: one prompt answered by the merged PyTorch model or an ONNX
+export, token by token, with the decode speed and the tone the model gives the text; and an
 adapter switch: one ONNX base answering with each LoRA adapter, or with none.
 
 Plain generators, so the widgets (`slmlab.widgets.chat_playground`, `adapter_switch`) only

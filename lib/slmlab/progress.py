@@ -4,7 +4,7 @@ Every lab run writes `{output_dir}/exercises.json` (`exercises.record_to`); this
 last run of each lab in `labs/` and lists every exercise the notebook checks, so one that
 the run never reached (it stopped earlier) shows as "not run". `--html PATH` writes the
 table as a page an instructor can collect. `make progress` prints it; `make progress RUN=1`
-first re-runs the labs edited since their last run (`python -m slmlab.course --changed`).
+first re-runs the labs edited since their last run (`python -m slmlab.course.runner --changed`).
 """
 
 import argparse

@@ -1,4 +1,5 @@
-"""Lab 03's supervised fine-tuning with TRL: CPU-sane SFTConfig, trainer, cached adapter, script.
+"""Supervised fine-tuning with TRL (LoRA on Phi-3): a CPU-sane SFTConfig, the trainer, a
+cached adapter and a script.
 
 `python -m slmlab.sft --model-id tiny-phi3-teacher --output-dir runs/sft` trains a LoRA
 adapter with TRL's SFTTrainer on the tone data. The same file runs on several GPUs:

@@ -3,7 +3,7 @@
 Every lab's first cell imports torch, transformers, PEFT, TRL and datasets: ~8-11 s of one
 core per kernel, and the test suite and `make course` start dozens of kernels. This module
 is a Jupyter kernel provisioner (`slmlab-zygote`, registered in pyproject.toml) whose
-kernels are forks of a *zygote* (`python -m slmlab.zygote_server`) that imported those
+kernels are forks of a *zygote* (`python -m slmlab.course.kernel_zygote`) that imported those
 libraries once. A fork runs `python -m ipykernel_launcher -f CONNECTION_FILE` as the
 kernel spec says, in its own session, with the working directory, environment and
 standard streams a plain launch would give it, and its random generators reseeded from
@@ -17,20 +17,28 @@ suite and the course runner); learners' Jupyter keeps the stock provisioner. A f
 not the client's child, so the client cannot read its exit status: it reports -1.
 """
 
+import atexit
 import contextlib
 import json
 import os
+import runpy
 import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
 
 import psutil
 from jupyter_client.provisioning import LocalProvisioner
 
+from slmlab import tools
+
 PROVISIONER = "slmlab-zygote"
+SWITCH_VARIABLE = "SLMLAB_KERNEL_ZYGOTE"
 PRELOAD = ("slmlab", "ipykernel.kernelapp", "torch", "transformers", "peft", "trl", "datasets",
            "slmlab.sft", "slmlab.metrics", "slmlab.task", "slmlab.train_loop", "slmlab.widgets")
 # A zygote with no kernel left and no request for this long exits (its libraries hold ~0.5
@@ -48,9 +56,12 @@ _lock = threading.Lock()
 
 def use_for_kernels() -> None:
     """Kernels that this process (and its children) start from now on are forks, where the
-    provisioner is registered (an install older than pyproject.toml's entry point: plain)."""
+    provisioner is registered (an install older than pyproject.toml's entry point: plain)
+    and unless SLMLAB_KERNEL_ZYGOTE=0 (plain kernels, to measure what the zygote saves)."""
     from importlib.metadata import entry_points
 
+    if os.environ.get(SWITCH_VARIABLE) == "0":
+        return
     if entry_points(group="jupyter_client.kernel_provisioners", name=PROVISIONER):
         os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = PROVISIONER
 
@@ -72,14 +83,14 @@ def forked_kernels() -> list[psutil.Process]:
 # every kernel started as the first, plain one.
 # SLMLAB_NO_4BIT (`qlora.NO_4BIT_VARIABLE`) is read when a lab asks for 4 bit, not on import:
 # the suite's runs of labs 04, 06 and 08 without 4 bit had a zygote of their own. The runner
-# reads SLMLAB_CELL_TIMEOUT (`course.CELL_TIMEOUT_VARIABLE`), a kernel never does.
+# reads SLMLAB_CELL_TIMEOUT (`runner.CELL_TIMEOUT_VARIABLE`), a kernel never does.
 PER_KERNEL_VARIABLES = frozenset({"JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "SLMLAB_NO_4BIT",
                                   "SLMLAB_CELL_TIMEOUT"})
 # Variables a library sets in the process that imports it, for its own later use (both read
 # at call time, not on import): onnxruntime_genai points ORT_LIB_PATH at its runtime, torch's
 # inductor (which PEFT imports) names its cache folder. A test process that imported ORT-GenAI
-# midway through the suite had one more variable, and its next kernel (and Olive or builder
-# server) imported everything again in a zygote or server of its own (~12 s of one core).
+# midway through the suite had one more variable, and its next kernel imported everything
+# again in a zygote of its own (~12 s of one core).
 SET_ON_IMPORT_VARIABLES = frozenset({"ORT_LIB_PATH", "TORCHINDUCTOR_CACHE_DIR"})
 
 
@@ -223,7 +234,7 @@ def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket, int] 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote_env = _imported_with(env)
     try:
-        process = subprocess.Popen([sys.executable, "-m", "slmlab.zygote_server",
+        process = subprocess.Popen([sys.executable, "-m", "slmlab.course.kernel_zygote",
                                     str(theirs.fileno())], pass_fds=[theirs.fileno()],
                                    env=zygote_env, stdin=subprocess.DEVNULL)
     except OSError:
@@ -232,3 +243,93 @@ def _zygote(key: str, env: dict) -> tuple[subprocess.Popen, socket.socket, int] 
         theirs.close()
     _zygotes[key] = (process, ours, os.pidfd_open(process.pid))
     return _zygotes[key]
+
+
+def _exit_with_outcome(work: Callable[[], None]) -> NoReturn:
+    """End this fork as a process that ran `work` would: exit code 0, a SystemExit's code,
+    or 1 with the traceback on stderr; atexit functions run and streams flushed, as an
+    interpreter's exit does. A fork must never return into the zygote's loop."""
+    code = 1
+    try:
+        work()
+        code = 0
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else int(error.code is not None)
+    except BaseException:  # noqa: BLE001 - whatever the kernel raises ends on its stderr
+        traceback.print_exc()
+    finally:
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+
+
+# --- the zygote itself: `python -m slmlab.course.kernel_zygote FD` -------------------------
+
+def _child(request: dict, fds: list[int], reply: int, ready: int,
+           connection: socket.socket) -> NoReturn:
+    """In the fork: become the kernel process a plain launch would have started; it never
+    returns into the zygote's loop."""
+    def work() -> None:
+        os.setsid()  # its own session and process group, as jupyter_client starts kernels
+        os.write(ready, b"x")
+        os.close(ready)
+        os.close(reply)
+        connection.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # kernel interrupts
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
+        tools.seed_generators(None)  # from the OS, as a new process seeds
+        sys.argv = [request["module"], *request["args"]]
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+
+    _exit_with_outcome(work)
+
+
+def serve(connection: socket.socket) -> None:
+    """Import PRELOAD, then fork a kernel per request until every client is gone, or until
+    IDLE_SECONDS pass with no kernel alive and no request. No threads: fork copies only the
+    calling one."""
+    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - a kernel imports what it needs itself
+            pass
+    children: set[int] = set()
+    while True:
+        for pid in list(children):  # reap the kernels that ended
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                children.discard(pid)
+        if not select.select([connection], [], [], IDLE_SECONDS if not children else 1.0)[0]:
+            if not children:
+                return
+            continue
+        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 4)
+        if not message:  # every client is gone; their kernels see it and end
+            return
+        *fds, reply = fds
+        ready, signal_ready = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready)
+            _child(json.loads(message), fds, reply, signal_ready, connection)
+        os.close(signal_ready)
+        os.read(ready, 1)  # its setsid() is done: killpg(pid) reaches the kernel only
+        os.close(ready)
+        for fd in fds:
+            os.close(fd)
+        children.add(pid)
+        with socket.socket(fileno=reply) as answer:
+            answer.send(json.dumps({"pid": pid}).encode())
+
+
+if __name__ == "__main__":
+    serve(socket.socket(fileno=int(sys.argv[1])))

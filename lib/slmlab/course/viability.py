@@ -6,7 +6,7 @@ lab trained it already), on the whole test split and on its rows whose emotion w
 occur in the training split. Each accuracy is given two ways (see `metrics.predict_tones`):
 "generated" asks whether the model's own next token is the right label (does it do the
 task?), "label-restricted" picks the best of the four label tokens (does it know?).
-`python -m slmlab.viability` writes the figures to `runs/viability.json`;
+`python -m slmlab.course.viability` writes the figures to `runs/viability.json`;
 `tests/test_viability.py` checks the targets.
 """
 

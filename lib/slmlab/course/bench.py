@@ -1,6 +1,6 @@
 """`make bench`: the course's speed, memory and headline figures in one file.
 
-`python -m slmlab.bench [--with-tests]` runs every lab with its defaults (papermill, as
+`python -m slmlab.course.bench [--with-tests]` runs every lab with its defaults (papermill, as
 `make course` does) into `runs/bench/`, times each lab, samples the peak resident memory
 of the whole process tree (runner + kernels + builder/Olive subprocesses), measures this
 machine's matmul rate, and writes `runs/bench.json` with fixed keys, then prints a table.
@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from slmlab import REPO_ROOT, RUNS_DIR, saving
-from slmlab.course import COURSE_JOBS, run_labs
+from slmlab.course.report import collect
+from slmlab.course.results_page import this_machine
+from slmlab.course.runner import COURSE_JOBS, run_labs
+from slmlab.course.tree_memory import TreeMemory
 from slmlab.environment import describe
-from slmlab.peak_memory import TreeMemory
-from slmlab.report import collect
-from slmlab.results_page import this_machine
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 10, rounds: int = 5) -> float:

@@ -1,6 +1,6 @@
 """`make variance`: the labs' headline figures over several seeds, to `runs/variance.json`.
 
-One seed on one CPU is one draw. `python -m slmlab.variance [--seeds 0 1 2 3 4]` runs the
+One seed on one CPU is one draw. `python -m slmlab.course.variance [--seeds 0 1 2 3 4]` runs the
 labs whose figures the course draws conclusions from once per seed with papermill, as
 `make course` does, and writes for every number in their `metrics.json`: mean, standard
 deviation, min, max and the values per seed. For each comparison the course states (KD vs
@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 
 from slmlab import REPO_ROOT, RUNS_DIR, saving
-from slmlab.course import COURSE_JOBS, check_jobs, longest_first, run_pool, threads_per_job
+from slmlab.course.runner import COURSE_JOBS, check_jobs, longest_first, run_pool, threads_per_job
 
 LABS = {"01_distillation": {},
         "02_loralib_layer_swaps": {"train_choices": True},  # the projection comparison

@@ -1,4 +1,4 @@
-"""Random hyper-parameter search for lab 07: the axes the source material tunes.
+"""Random hyper-parameter search over LoRA fine-tuning: the axes the source material tunes.
 
 Each trial is lab 03's recipe (`sft.train_adapter`) with a sampled config, after the
 recipe itself as the baseline; the search is seeded, so the same `search_seed` draws the

@@ -1,6 +1,6 @@
 """Builds the course's tone dataset (`data/tone/*.jsonl`), seeded and reproducible.
 
-Run `python -m slmlab.make_tone_data` to rewrite the files and print the figures of the data
+Run `python -m slmlab.course.tone_data` to rewrite the files and print the figures of the data
 card. Train and validation share one family of sentence shapes and the `train` cue
 words; the test split uses other sentence shapes, other filler words and, for half of
 its rows, only held-out cue words or situations, so it measures generalisation rather

@@ -1,6 +1,6 @@
 """Runs every lab with papermill into `runs/` and writes the course report.
 
-`python -m slmlab.course` (what `make course` calls) executes each notebook of `labs/`
+`python -m slmlab.course.runner` (what `make course` calls) executes each notebook of `labs/`
 in order, with `output_dir` pointed at `runs/<lab>/`, shows progress, and then writes
 `runs/report.html` from the labs' `metrics.json` files. `--quick` runs every lab with
 `QUICK_PARAMETERS` instead: a few training steps each and the headline checks off, to
@@ -19,9 +19,10 @@ from pathlib import Path
 import papermill
 from traitlets.config import Config
 
-from slmlab import REPO_ROOT, RUNS_DIR, kernel_zygote, saving
-from slmlab.peak_memory import TreeMemory
-from slmlab.report import RUN_FILE, last_run_seconds, write_report
+from slmlab import REPO_ROOT, RUNS_DIR, saving
+from slmlab.course import kernel_zygote
+from slmlab.course.report import RUN_FILE, last_run_seconds, write_report
+from slmlab.course.tree_memory import TreeMemory
 
 # Each lab's smallest end-to-end run: every cell executes, exercises fall back to the
 # reference, metrics.json is written. The headline targets (which need the full training

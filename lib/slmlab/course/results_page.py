@@ -1,6 +1,6 @@
 """`make results`: merge measured runs into docs/results.json and render the pages from it.
 
-`python -m slmlab.results_page` takes every `runs/variance*.json` (`make variance`) and
+`python -m slmlab.course.results_page` takes every `runs/variance*.json` (`make variance`) and
 `runs/bench.json` (`make bench`) present, stamps each with the conditions it ran under
 (CPU, AVX512, threads per lab, seeds, date) and merges it into `docs/results.json`: a
 figure or comparison measured again replaces the stored one, so the file holds one current
@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from slmlab import REPO_ROOT, RUNS_DIR, saving
-from slmlab import course_map as cmap
 from slmlab import results as res
+from slmlab.course import course_map as cmap
 
 RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
 README = REPO_ROOT / "README.md"
 INSTRUCTOR_GUIDE = REPO_ROOT / "docs" / "instructor_guide.md"
-COURSE_JOBS = 2      # labs side by side in `make variance` and `make bench` (slmlab.course)
+COURSE_JOBS = 2      # labs side by side in `make variance` and `make bench` (slmlab.course.runner)
 TIMINGS_KEPT = 4     # newest runs kept per command: the time ranges the README quotes
 # README's "What to expect": (lab, a, b or None for a figure, what it says)
 HEADLINES = [
@@ -229,7 +229,8 @@ def render_page(results: dict) -> str:
     if "real_width" in results:
         lines += ["## Lab 05's export at Phi-3-mini's width", "",
                   "A Phi-3-mini-shaped model with random weights, exported as lab 05 exports "
-                  "(`python -m slmlab.real_width`); sizes extrapolated to 32 decoder layers:", "",
+                  "(`python -m slmlab.course.real_width`); sizes extrapolated to 32 decoder "
+                  "layers:", "",
                   "```", res.describe_real_width(results), "```", ""]
     lines += render_timings(results)
     return "\n".join(lines).rstrip() + "\n"

@@ -3,7 +3,7 @@
 Each block between `# BEGIN SOLUTION: <hint>` and `# END SOLUTION` (inside a function)
 becomes a TODO scaffold that calls `todo(hint)`; the lab's check cell then falls back to
 the reference, so the generated lab still runs end to end. Outputs are stripped.
-`python -m slmlab.labgen` writes labs/; `python -m slmlab.labgen --check` lists stale ones.
+`python -m slmlab.course.labgen` writes labs/; with `--check` it lists stale ones.
 """
 
 import re

@@ -1,4 +1,4 @@
-"""Lab 05's export path at Phi-3-mini's real width, checked without a GPU or the weights.
+"""The ONNX export path at Phi-3-mini's real width, checked without a GPU or the weights.
 
 A Phi-3-mini-shaped model with random weights and one or two decoder layers (hidden 3072,
 32 heads, MLP 8192, the published config otherwise) goes through the same builder calls
@@ -8,7 +8,7 @@ decoder layers, lm_head) and extrapolated to Phi-3-mini's 32 layers:
 
     size(32 layers) = embedding + lm_head + other + 32 x (decoder bytes / layers built)
 
-`python -m slmlab.real_width` (`make bench-width`) builds one layer with the full
+`python -m slmlab.course.real_width` (`make bench-width`) builds one layer with the full
 vocabulary of 32,064 (over 1 GB of fp32 weights) and writes `runs/real_width.json`;
 `make results` publishes it in `docs/results.json`, where lab 05 reads it. The test suite
 runs the same code with one layer and a small vocabulary.
