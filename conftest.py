@@ -20,7 +20,6 @@ import zmq
 from jupyter_client.client import KernelClient
 
 from slmlab import REPO_ROOT, RUNS_DIR
-from slmlab.course import kernel_zygote
 from slmlab.course.runner import CELL_TIMEOUT_VARIABLE
 
 _start_channels = KernelClient.start_channels
@@ -66,16 +65,6 @@ class _KernelWithSolutionsApart(nbval.plugin.RunningKernel):
 nbval.plugin.RunningKernel = _KernelWithSolutionsApart
 
 
-# --- Kernels forked from one process that imported the libraries -----------------------
-# nbval's and papermill's kernels start as forks of a zygote (slmlab.course.kernel_zygote)
-# that imported torch, transformers, PEFT and TRL once, instead of ~8-11 s of imports each. A
-# worker's zygote lives as long as the worker: it runs minutes of tests without a kernel
-# between notebooks, and each new zygote imported again (~12 s of one core; four times in
-# one suite run with the zygote's default wait of 2 minutes).
-os.environ.setdefault(kernel_zygote.IDLE_VARIABLE, "3600")
-kernel_zygote.use_for_kernels()
-
-
 # --- Two workers (`make test` runs `pytest -n 2`) --------------------------------------
 # Kernel starts, imports, Olive subprocesses and ONNX builds run on one core, so two
 # workers with one thread each finish the suite sooner than one worker with two threads.
@@ -94,10 +83,9 @@ def pytest_configure(config):
 
 
 # Test modules whose tests share an expensive module-scoped fixture (the viability LoRA
-# run, a JupyterLab server, a kernel zygote, an Olive process): their tests stay on one
+# run, a JupyterLab server, an Olive process): their tests stay on one
 # worker, or each worker would build it.
 SHARED_FIXTURE_MODULES = {"tests/test_viability.py", "tests/test_browser.py",
-                          "tests/test_kernel_zygote.py",  # its zygote
                           "tests/test_olive_pipeline.py"}  # one process imports Olive's telemetry
 
 

@@ -116,10 +116,7 @@ def jupyterlab(tmp_path_factory):
                "--ServerApp.open_browser=False"]
     command += ["--allow-root"] if os.geteuid() == 0 else []
     log = open(root / "jupyterlab.log", "w")
-    # the learner's JupyterLab (`make lab`): its kernels start as plain processes, not as
-    # forks of the suite's kernel zygote
-    plain = {k: v for k, v in os.environ.items() if k != "JUPYTER_DEFAULT_PROVISIONER_NAME"}
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=plain)
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     base = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:

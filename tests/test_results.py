@@ -6,7 +6,7 @@ import os
 import pytest
 
 from slmlab import results
-from slmlab.course import course_map, results_page
+from slmlab.course import course_map, results_merge, results_page
 
 MACHINE = {"cpu": "Test CPU", "cores": 2, "avx512": True, "avx512_bf16": False}
 CONDITIONS = {"seeds": [0, 1, 2, 3, 4], **MACHINE, "threads_per_lab": 1,
@@ -139,7 +139,7 @@ def test_the_full_width_export_is_merged_and_described_with_its_arithmetic(tmp_p
     (tmp_path / "real_width.json").write_text(json.dumps(measured))
     data = {"figures": {}, "comparisons": []}
     machine = {"cpu": "test CPU", "cores": 2, "avx512": False, "avx512_bf16": False}
-    assert results_page.merge_runs(data, tmp_path, machine) == [tmp_path / "real_width.json"]
+    assert results_merge.merge_runs(data, tmp_path, machine) == [tmp_path / "real_width.json"]
     assert data["real_width"]["conditions"]["command"] == "make bench-width"
     text = results.describe_real_width(data)
     # 32 layers from 2 built: the per-layer bytes are half of the decoder's
@@ -170,7 +170,7 @@ def test_a_bench_run_one_lab_at_a_time_feeds_the_course_map():
     bench = {"machine": {**MACHINE, "labs_side_by_side": 1}, "course_seconds": 400.0,
              "lab_seconds": {"07_tuning_and_evaluation": 150.0}}
     for _ in range(2):   # merged twice: still one run
-        results_page.merge_bench(data, bench, "2026-01-03")
+        results_merge.merge_bench(data, bench, "2026-01-03")
     (run,) = data["timings"]
     assert run["command"] == "make bench JOBS=1" and run["conditions"]["threads_per_lab"] == 2
     assert course_map.compute_text("07", data) == "2–3 min"   # 2.5 min

@@ -32,10 +32,10 @@ layer, module, what it imports from the package.
     2  distill                <- lexicon, task
     2  export                 <- saving, task, tools
     2  metrics                <- lexicon, task
-    2  olive_pipeline         <- presets, task, tools
     2  progress               <- exercises, saving
     2  sft                    <- artifact_cache, data, presets, resume, saving, task, zoo
     2  train_loop             <- presets, task
+    3  olive_pipeline         <- metrics, presets, task, tools, zoo
     3  parameters             <- environment, exercises, export, saving, zoo
     3  peak_memory            <- metrics
     3  playground             <- export, task

@@ -61,6 +61,30 @@ def training_losses(log_path: str | Path) -> list[float]:
     return [float(v) for v in re.findall(r"'loss': '?([0-9.]+)", Path(log_path).read_text())]
 
 
+def checkpoint_curve(model_id: str, checkpoint_dir: str | Path,
+                     rows: list[dict]) -> dict[int, float]:
+    """{step: tone accuracy on `rows`} of every `checkpoint-STEP` adapter a trainer saved
+    in `checkpoint_dir` (Olive's LoRA pass given `output_dir` and `save_steps`), each
+    loaded onto the base in PyTorch: a learning curve from one run."""
+    from peft import PeftModel
+
+    from slmlab import zoo
+    from slmlab.metrics import tone_accuracy
+
+    tokenizer = zoo.load_tokenizer(model_id)
+    curve = {}
+    for folder in Path(checkpoint_dir).glob("checkpoint-*"):
+        model = PeftModel.from_pretrained(zoo.load_model(model_id), folder)
+        curve[int(folder.name.split("-")[1])] = tone_accuracy(model, tokenizer, rows,
+                                                              restrict_to_labels=False)
+    return dict(sorted(curve.items()))
+
+
+def steps_to_reach(curve: dict[int, float], level: float) -> int | None:
+    """The first step whose accuracy is at least `level`, or None if none is."""
+    return next((step for step, accuracy in curve.items() if accuracy >= level), None)
+
+
 def lora_passes(r: int, steps: int, lr: float = 3e-3, batch_size: int = 16, seed: int = 0,
                 train_data: str = "tone_train", pass_type: str = "LoRA",
                 precision: str = "int4") -> dict:

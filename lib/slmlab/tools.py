@@ -88,12 +88,12 @@ def run_python(command: list[str], log_path: str | Path, name: str,
         target=run_module, args=(command[2], command[3:], str(log_path),
                                  str(Path(cwd or os.getcwd()).resolve()), seed,
                                  dict(variables or {}), tuple(python_path), os.getpid()))
-    child.start()
     try:
+        child.start()
         child.join()
     finally:
-        if child.exitcode is None:  # interrupted while it ran: end it and what it started
-            with contextlib.suppress(ProcessLookupError):
+        if child.pid is not None and child.exitcode is None:  # interrupted: end it and
+            with contextlib.suppress(ProcessLookupError):     # what it started
                 os.killpg(child.pid, signal.SIGTERM)
             child.join()
     raise_on_failure(child.exitcode, log_path, name)

@@ -18,7 +18,7 @@ import torch
 
 from slmlab import REPO_ROOT, RUNS_DIR, saving
 from slmlab.course.report import collect
-from slmlab.course.results_page import this_machine
+from slmlab.course.results_merge import this_machine
 from slmlab.course.runner import COURSE_JOBS, run_labs
 from slmlab.course.tree_memory import TreeMemory
 from slmlab.environment import describe

@@ -20,7 +20,6 @@ import papermill
 from traitlets.config import Config
 
 from slmlab import REPO_ROOT, RUNS_DIR, saving
-from slmlab.course import kernel_zygote
 from slmlab.course.report import RUN_FILE, last_run_seconds, write_report
 from slmlab.course.tree_memory import TreeMemory
 
@@ -57,7 +56,6 @@ CELL_TIMEOUT_VARIABLE = "SLMLAB_CELL_TIMEOUT"
 
 def run_lab(notebook: Path, runs_dir: Path = RUNS_DIR, **parameters) -> Path:
     """Execute one notebook with papermill; returns the executed copy's path."""
-    kernel_zygote.use_for_kernels()  # its kernel skips the imports an earlier one did
     timeout = os.environ.get(CELL_TIMEOUT_VARIABLE)
     out_dir = runs_dir / notebook.stem
     out_dir.mkdir(parents=True, exist_ok=True)
