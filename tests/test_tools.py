@@ -104,3 +104,17 @@ def test_nothing_a_caller_started_outlives_it(tmp_path, ending):
         assert not alive, f"still running after the caller ended: {alive}"
     finally:
         caller.kill()
+
+
+def test_a_script_without_a_main_guard_gets_one_line_that_says_what_to_do(tmp_path):
+    """A command's process imports the calling script first (multiprocessing's rule for
+    every start method but fork): unguarded top-level code fails before the command runs."""
+    (tmp_path / "script.py").write_text(
+        "import sys\nfrom slmlab import tools\n"
+        "try:\n    tools.run_python([sys.executable, '-m', 'json.tool', '--help'], "
+        "sys.argv[1], 'json.tool')\n"
+        "except tools.ToolError as error:\n    print(error)\n")
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path / "a.log")],
+                          capture_output=True, text=True, timeout=120)
+    assert "json.tool failed (exit 1) before it started" in done.stdout, done.stdout + done.stderr
+    assert 'if __name__ == "__main__":' in done.stdout

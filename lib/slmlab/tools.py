@@ -96,6 +96,10 @@ def run_python(command: list[str], log_path: str | Path, name: str,
             with contextlib.suppress(ProcessLookupError):     # what it started
                 os.killpg(child.pid, signal.SIGTERM)
             child.join()
+    if child.exitcode != 0 and not log_path.exists():  # it failed before the command ran
+        raise ToolError(f"{name} failed (exit {child.exitcode}) before it started; a script "
+                        "that calls run_python keeps its top-level code under "
+                        "`if __name__ == \"__main__\":`")
     raise_on_failure(child.exitcode, log_path, name)
     return time.perf_counter() - start
 
