@@ -66,10 +66,13 @@ def test_a_command_sees_the_variables_it_is_given_and_not_the_callers_later_ones
     assert (tmp_path / "show.log").read_text().split() == ["1", "None"]
 
 
-# a process that runs a long tool command, as a kernel running lab 06 does
+# a process that runs a long tool command, as a kernel running lab 06 does; an interrupt
+# raises KeyboardInterrupt there, as in a kernel, whatever the test process passes on (a
+# pytest-xdist worker ignores SIGINT, and a child inherits an ignored signal)
 CALLER = """
-import sys
+import signal, sys
 from slmlab import tools
+signal.signal(signal.SIGINT, signal.default_int_handler)
 tools.run_python([sys.executable, "-m", "sleepy"], sys.argv[1], "sleepy",
                  python_path=(sys.argv[2],))
 """
