@@ -2,6 +2,7 @@
 codes, logs and working directory as a plain process, a seed you can read, and nothing that
 outlives the process that ran them."""
 
+import os
 import subprocess
 import sys
 import time
@@ -121,3 +122,10 @@ def test_a_script_without_a_main_guard_gets_one_line_that_says_what_to_do(tmp_pa
                           capture_output=True, text=True, timeout=120)
     assert "json.tool failed (exit 1) before it started" in done.stdout, done.stdout + done.stderr
     assert 'if __name__ == "__main__":' in done.stdout
+
+
+def test_where_there_is_no_pidfd_a_command_asks_whether_its_caller_lives():
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    assert tools._alive(os.getpid())
+    assert not tools._alive(int(ended.stdout))  # reaped: no such process any more

@@ -7,7 +7,8 @@ SFTTrainer does); Olive's own text pre-processing puts it on the whole text.
 
 Olive 0.13's ModelBuilder pass calls the builder API of onnxruntime-genai <= 0.14.1 (the
 course pins 0.18 for generation). `make setup` installs a builder-only copy of 0.14.1
-into `.venv/olive-builder`; `olive_env()` puts it on PYTHONPATH for Olive's process only.
+into `.venv/olive-builder`; `run_olive` puts it first on the `sys.path` of Olive's process
+(and on its PYTHONPATH, for what Olive starts).
 """
 
 import os

@@ -7,14 +7,16 @@ and on failure raise one line naming the tool, its exit code and the log's last 
 `run_tool` runs any command as a plain subprocess. `run_python` runs a
 `[sys.executable, "-m", MODULE, *ARGS]` command as `python -m` would, in a child of this
 process's `multiprocessing` forkserver, which imports the libraries every such tool needs
-(`SHARED_IMPORTS`: torch, transformers, PEFT, ONNX) once: a kernel that runs six Olive
-commands pays those imports (~8-10 s of one core) once, not six times. Each command still
-runs alone in a process of its own, in its working directory, with its output in its log;
-its random generators start from `seed` when one is given, and the variables the tool
-needs are passed by name (`variables`). A command's process, and whatever it starts, ends
-when its caller does; the forkserver ends when its caller and their commands have: nothing
-outlives the kernel. As with any `multiprocessing` start method but fork, a script (not a
-notebook) that calls `run_python` keeps its top-level code under
+(`SHARED_IMPORTS`: torch, transformers, PEFT, ONNX, onnxruntime) once: a kernel that runs
+six Olive commands pays those imports (~8-10 s of one core) once, not six times. Each
+command still runs alone in a process of its own, in its working directory, with its
+output in its log. Its random generators start from `seed` when one is given, and the
+variables the tool needs are passed by name (`variables`); a library that reads a
+variable when it is imported (huggingface_hub, for one) sees the kernel's value from when
+the forkserver started. A command's process, and whatever it starts, ends when its caller
+does; the forkserver ends once its caller and the commands it forked have: nothing
+outlives the kernel. As with every `multiprocessing` start method except fork, a script
+(not a notebook) that calls `run_python` keeps its top-level code under
 `if __name__ == "__main__":`, because each command's process imports the script first.
 """
 
@@ -152,12 +154,28 @@ def _end_with(caller: int) -> None:
     """Kill this process's group once `caller` has ended (a kernel that died or was
     restarted): the forkserver stays while any of its children runs, so it would not."""
     try:
-        ended = os.pidfd_open(caller)
+        ended = os.pidfd_open(caller)  # Linux: readable once the caller has ended
     except ProcessLookupError:
         os._exit(1)
+    except (AttributeError, OSError):  # no pidfd (macOS): ask every second
+        ended = None
 
     def watch() -> None:
-        select.select([ended], [], [])
+        if ended is not None:
+            select.select([ended], [], [])
+        else:
+            while _alive(caller):
+                time.sleep(1)
         os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's: not the caller, which has ended
+        return False
+    return True

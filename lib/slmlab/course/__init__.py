@@ -1,9 +1,10 @@
 """slmlab.course: the machinery that runs and measures the course; a lab never imports it.
 
-`make course` (`runner`, `report`, `tree_memory`), `make bench`
-(`bench`, `real_width`), `make variance` and `make results` (`variance`, `results_page`,
-`course_map`), `make labs` (`labgen`), `make checkpoint` (`checkpoint`), the tone data
-(`tone_data`), the zoo's viability study (`viability`) and these maps (`module_map`).
+`make course` (`runner`, `report`, `tree_memory`), `make bench` (`bench`),
+`make bench-width` (`real_width`), `make variance` and `make results` (`variance`,
+`results_merge`, `results_page`, `course_map`), `make labs` (`labgen`), `make checkpoint`
+(`checkpoint`), the tone data (`tone_data`), the zoo's viability study (`viability`) and
+these maps (`module_map`).
 docs/development.md gives each module's reason to exist.
 
 Module map (generated from the imports by `python -m slmlab.course.module_map`):
