@@ -4,7 +4,14 @@ import pytest
 from datasets import Dataset
 
 from slmlab.course import tone_data
-from slmlab.data import DataError, load_tone, unseen_word_rows, validate_jsonl, words
+from slmlab.data import (
+    DataError,
+    balanced_sample,
+    load_tone,
+    unseen_word_rows,
+    validate_jsonl,
+    words,
+)
 from slmlab.lexicon import TONES, all_cue_words
 from slmlab.task import TEXT_TEMPLATE, chat_messages, examples, text_example
 
@@ -43,6 +50,18 @@ def test_unseen_word_rows_really_are_unseen(tone_rows):
         cues = words(row["phrase"]) & set(all_cue_words())
         assert cues and not cues & train_words, row
         assert all(all_cue_words()[c] == row["tone"] for c in cues), row
+
+
+def test_a_balanced_sample_keeps_the_tones_even_and_depends_on_its_seed(tone_rows):
+    train = tone_rows["train"]
+    sample = balanced_sample(train, 16, seed=3)
+    assert len(sample) == 16 and all(row in train for row in sample)
+    assert [sum(r["tone"] == t for r in sample) for t in TONES] == [4, 4, 4, 4]
+    assert sample == balanced_sample(train, 16, seed=3) != balanced_sample(train, 16, seed=4)
+    assert balanced_sample(train, len(train)) == train   # all of it: the rows as they are
+    for bad in (10, 0, 2 * len(train), 16.0, True):
+        with pytest.raises(ValueError, match="a multiple of 4"):
+            balanced_sample(train, bad)
 
 
 def test_load_tone_returns_a_dataset():

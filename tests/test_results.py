@@ -56,6 +56,22 @@ def test_a_missing_or_broken_file_or_key_is_one_clear_line(tmp_path, results_fil
         results.figure("09_none", "accuracy", data)
 
 
+def test_a_series_is_read_by_size(results_file):
+    data = results.load(results_file)
+    for size, name, mean in ((16, "gold only", 0.7), (8, "gold only", 0.6), (16, "KD", 0.9)):
+        data["figures"]["06_olive_pipeline"][f"gold_curve/{size}/{name}/accuracy"] = {
+            "mean": mean, "std": 0.01, "n": 5, "conditions": CONDITIONS}
+    data["figures"]["06_olive_pipeline"]["gold_curve/16/KD/unseen_word_accuracy"] = {
+        "mean": 0.5, "std": 0.01, "n": 5, "conditions": CONDITIONS}
+    gold = results.series("06_olive_pipeline", "gold_curve/{size}/gold only/accuracy", data)
+    assert {size: spread["mean"] for size, spread in gold.items()} == {8: 0.6, 16: 0.7}
+    assert list(gold) == [8, 16]
+    kd = results.series("06_olive_pipeline", "gold_curve/{size}/KD/accuracy", data)
+    assert list(kd) == [16]
+    with pytest.raises(KeyError, match="make variance"):
+        results.series("06_olive_pipeline", "gold_curve/{size}/other/accuracy", data)
+
+
 def test_the_shipped_file_has_what_the_readme_table_quotes():
     data = results.load()
     for lab, a, b, _ in results_page.HEADLINES:

@@ -143,3 +143,35 @@ def test_bleu_and_rouge_on_known_texts():
     assert disjoint["bleu"] == 0 and disjoint["rouge1"] == 0
     with pytest.raises(ValueError):
         bleu_rouge(["x"], [])
+
+
+TRIALS = [{"learning_rate": lr, "rank": r, "batch_size": b, "validation_accuracy": v,
+           "accuracy": v} for lr, r, b, v in [(1e-4, 2, 16, 0.25), (3e-3, 4, 16, 0.95),
+                                              (4e-3, 8, 8, 0.9), (2e-2, 2, 8, 0.5)]]
+
+
+def test_nearest_trials_reads_the_stored_sweep_on_a_log_scale():
+    assert [t["learning_rate"] for t in search.nearest_trials(TRIALS, 3.2e-3, k=2)] == [
+        3e-3, 4e-3]
+    # 1e-3 is nearer 3e-3 than 1e-4 on a log scale, though not on a linear one
+    assert search.nearest_trials(TRIALS, 1e-3, k=1)[0]["learning_rate"] == 3e-3
+    assert [t["rank"] for t in search.nearest_trials(TRIALS, 1e-2, rank=2)] == [2, 2]
+    assert search.nearest_trials(TRIALS, 1e-2, rank=2, batch_size=16) == [TRIALS[0]]
+    assert search.nearest_trials(TRIALS, 1e-2, rank=16) == []
+    with pytest.raises(ValueError, match="positive"):
+        search.nearest_trials(TRIALS, 0.0)
+
+
+def test_the_sweep_explorer_follows_its_controls_without_training():
+    from slmlab import widgets
+
+    explorer = widgets.sweep_explorer(TRIALS)
+    slider, (rank, batch), shown = (explorer.children[0], explorer.children[1].children,
+                                    explorer.children[2])
+    slider.value = 2e-2
+    assert shown.value.split("<tr>")[2].startswith('<td style="padding: 2px 14px; '
+                                                   'text-align: right">2.0e-02')
+    rank.value, batch.value = 8, 16
+    assert "No stored trial" in shown.value
+    rank.value, batch.value = 4, 16
+    assert "95.0%" in shown.value and "2.0e-02" not in shown.value

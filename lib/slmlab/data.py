@@ -5,6 +5,7 @@ row fails with `file:line: what is wrong`. How a row becomes a prompt is `task.p
 """
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -106,3 +107,19 @@ def unseen_word_rows(rows, train_rows) -> list[dict]:
         if cues and not cues & train_words:
             result.append(dict(row))
     return result
+
+
+def balanced_sample(rows, n: int, seed: int = 0, labels=TONES) -> list[dict]:
+    """`n` rows, the same number per tone, drawn with `seed`: a smaller gold set that keeps
+    the label balance, so a curve over its size measures size, not a skewed sample."""
+    rows = list(rows)
+    by_label = {label: [r for r in rows if r["tone"] == label] for label in labels}
+    most = len(labels) * min(len(group) for group in by_label.values())
+    if not isinstance(n, int) or isinstance(n, bool) or n < len(labels) \
+            or n % len(labels) or n > most:
+        raise ValueError(f"a balanced sample of {n!r} rows: use a multiple of {len(labels)} "
+                         f"(one row per tone each) from {len(labels)} to {most}")
+    if n == len(rows):
+        return rows
+    rng = random.Random(seed)
+    return [row for label in labels for row in rng.sample(by_label[label], n // len(labels))]

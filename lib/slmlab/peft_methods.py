@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from slmlab import bottleneck, presets, qlora, tools, zoo
 from slmlab.data import load_tone, unseen_word_rows
 from slmlab.metrics import count_parameters, saved_size_mb, size_on_disk_mb, tone_accuracy
 from slmlab.peak_memory import peak_rss_mb
+from slmlab.task import build_prompts, last_token_logits
 from slmlab.train_loop import train_on_tone
 
 # Learning rates that suit each method at this size (full fine-tuning updates every weight,
@@ -28,6 +30,9 @@ from slmlab.train_loop import train_on_tone
 # over seeds 0-4 on an AVX512 CPU (its loss jumped about), at 5e-4 94.5-99 %.
 LEARNING_RATES = {"full": 5e-4, "lora": 3e-3, "qlora": 3e-3, "ia3": 1e-2,
                   "prompt_tuning": 3e-2, "prefix_tuning": 1e-2, "bottleneck": 3e-3}
+# The small learning-rate sweep: each method's rate above, a third of it and three times it,
+# the best chosen on the validation split (lab 08's `sweep_learning_rates`).
+LR_FACTORS = {"low": 1 / 3, "default": 1.0, "high": 3.0}
 # a bottleneck of 16 on the zoo teacher trains about as many parameters as LoRA r 4
 BOTTLENECK_SIZE = 16
 
@@ -47,8 +52,17 @@ def build(method: str, model_id: str, rank: int = 8):
     return get_peft_model(model, presets.peft_config(method, rank))
 
 
+def top_answers(model, tokenizer, rows, k: int = 3) -> list[list]:
+    """The model's `k` most frequent greedy next tokens after the prompts of `rows`, with
+    their counts: what a method that scores no label answers instead."""
+    logits = last_token_logits(model, tokenizer,
+                               build_prompts(tokenizer, [r["phrase"] for r in rows]))
+    counts = Counter(tokenizer.decode([i]) for i in logits.argmax(-1).tolist())
+    return [[token, count] for token, count in counts.most_common(k)]
+
+
 def measure(model, run: dict, peak_mb: float, tokenizer, base_parameters: int, train_rows,
-            test_rows) -> dict:
+            test_rows, validation_rows=()) -> dict:
     """One row of lab 08's table, for a model `train_on_tone` trained (`run`) while
     `peak_rss_mb` watched (`peak_mb`). `base_parameters`: the full-precision base's count,
     the denominator of every method's trainable % (a 4-bit model counts two weights per
@@ -69,6 +83,10 @@ def measure(model, run: dict, peak_mb: float, tokenizer, base_parameters: int, t
         # phrases from another hand than the generator (data/README.md)
         "wild_accuracy": tone_accuracy(model, tokenizer, load_tone("wild"),
                                        restrict_to_labels=False),
+        "top_answers": top_answers(model, tokenizer, test_rows),
+        **({"validation_accuracy": tone_accuracy(model, tokenizer, validation_rows,
+                                                 restrict_to_labels=False)}
+           if validation_rows else {}),
     }
 
 
@@ -84,8 +102,11 @@ def _shipped_mb(model) -> float:
 
 
 def run_method(method: str, model_id: str, base_parameters: int, train_rows, test_rows,
-               steps: int, rank: int = 8, batch_size: int = 16, seed: int = 0) -> dict:
-    """Build, train and measure one method in a fresh Python process: lab 08's table row.
+               steps: int, rank: int = 8, batch_size: int = 16, seed: int = 0,
+               learning_rate: float | None = None, validation_rows=()) -> dict:
+    """Build, train and measure one method in a fresh Python process: lab 08's table row,
+    at `learning_rate` (default: the method's in LEARNING_RATES), with the accuracy on
+    `validation_rows` when given (what a learning-rate sweep chooses on).
 
     A process that trained one method keeps its freed heap and reuses it for the next, so
     in one process the order decides the memory figures (measured here: LoRA r 4 peaked
@@ -101,7 +122,10 @@ def run_method(method: str, model_id: str, base_parameters: int, train_rows, tes
     request.write_text(json.dumps({
         "method": method, "model_id": model_id, "base_parameters": base_parameters,
         "train_rows": list(train_rows), "test_rows": list(test_rows), "steps": steps,
-        "rank": rank, "batch_size": batch_size, "seed": seed}))
+        "rank": rank, "batch_size": batch_size, "seed": seed,
+        # an unknown method fails in its process, which says why (its log is kept)
+        "learning_rate": learning_rate or LEARNING_RATES.get(method),
+        "validation_rows": list(validation_rows)}))
     tools.run_python([sys.executable, "-m", __name__, str(request), str(row)],
                      folder / "method.log", f"lab 08's {method} run")
     result = json.loads(row.read_text())
@@ -110,7 +134,8 @@ def run_method(method: str, model_id: str, base_parameters: int, train_rows, tes
 
 
 def _run_here(method: str, model_id: str, base_parameters: int, train_rows: list,
-              test_rows: list, steps: int, rank: int, batch_size: int, seed: int) -> dict:
+              test_rows: list, steps: int, rank: int, batch_size: int, seed: int,
+              learning_rate: float, validation_rows: list) -> dict:
     # this process writes to a log nobody reads unless it fails: no progress bars there
     import datasets
     from huggingface_hub.utils import disable_progress_bars
@@ -124,12 +149,14 @@ def _run_here(method: str, model_id: str, base_parameters: int, train_rows: list
 
     def build_and_train():
         model = build(method, model_id, rank)
-        run = train_on_tone(model, tokenizer, train_rows, steps, lr=LEARNING_RATES[method],
+        run = train_on_tone(model, tokenizer, train_rows, steps, lr=learning_rate,
                             batch_size=batch_size, seed=seed, progress=False)
         return model, run
 
     (model, run), peak_mb = peak_rss_mb(build_and_train)
-    return measure(model, run, peak_mb, tokenizer, base_parameters, train_rows, test_rows)
+    return {"learning_rate": learning_rate,
+            **measure(model, run, peak_mb, tokenizer, base_parameters, train_rows, test_rows,
+                      validation_rows)}
 
 
 if __name__ == "__main__":  # python -m slmlab.peft_methods REQUEST.json ROW.json (run_method)

@@ -56,6 +56,22 @@ def figure(lab: str, path: str, results: dict | None = None) -> dict:
     return figures[path]
 
 
+def series(lab: str, pattern: str, results: dict | None = None) -> dict[int, dict]:
+    """One figure measured at several sizes or steps: {size: spread}, ascending, from the
+    figures whose path is `pattern` with a whole number for "{size}", e.g.
+    "gold_curve/{size}/gold only/accuracy" or "learning_curves/Olive CLI/{size}"."""
+    results = results or load()
+    head, tail = pattern.split("{size}")
+    points = {int(path[len(head):len(path) - len(tail)]): spread
+              for path, spread in results["figures"].get(lab, {}).items()
+              if path.startswith(head) and path.endswith(tail)
+              and path[len(head):len(path) - len(tail)].isdigit()}
+    if not points:
+        raise KeyError(f"no figures {pattern} for {lab} in the results file; measure them "
+                       "with `make variance`, then `make results`")
+    return dict(sorted(points.items()))
+
+
 def _seeds_text(seeds: list[int]) -> str:
     """"0–4" for a run of seeds, "0, 2, 5" otherwise."""
     seeds = sorted(seeds)

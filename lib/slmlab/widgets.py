@@ -6,12 +6,13 @@ browser. Displayed under papermill or nbval (no browser, nobody clicking) a widg
 renders its first state and waits; nothing in a run depends on it being used.
 """
 
+import math
 from html import escape
 
 import ipywidgets as widgets
 import torch
 
-from slmlab import distill, playground, presets, qlora
+from slmlab import distill, hyperparameter_search, playground, presets, qlora
 from slmlab.lexicon import TONES
 
 
@@ -200,3 +201,40 @@ def adapter_switch(og_model, adapters, tokenizer, names: list[str],
     box.observe(update, names="value")
     update()
     return widgets.VBox([widgets.HBox([box, button]), shown])
+
+
+def sweep_explorer(trials: list[dict], learning_rate: float = 3e-3) -> widgets.VBox:
+    """A learning-rate slider and rank / batch pickers over a sweep's stored trials; shows the
+    trials `hyperparameter_search.nearest_trials` returns. Nothing is retrained.
+
+    Each trial: learning_rate, rank, batch_size, validation_accuracy, accuracy, and
+    optionally validation_std (over seeds)."""
+    rates = [t["learning_rate"] for t in trials]
+    slider = widgets.FloatLogSlider(value=learning_rate, base=10,
+                                    min=math.log10(min(rates)), max=math.log10(max(rates)),
+                                    step=0.05, description="learning rate",
+                                    readout_format=".1e")
+    rank = widgets.Dropdown(options=[("any", None)] + [(str(r), r) for r in
+                                                       sorted({t["rank"] for t in trials})],
+                            description="rank")
+    batch = widgets.Dropdown(options=[("any", None)] + [(str(b), b) for b in
+                                                        sorted({t["batch_size"] for t in trials})],
+                             description="batch")
+    shown = widgets.HTML()
+
+    def update(_change=None) -> None:
+        near = hyperparameter_search.nearest_trials(trials, slider.value, rank.value, batch.value)
+        if not near:
+            shown.value = "<p>No stored trial has this rank and batch size.</p>"
+            return
+        rows = [[f"{t['learning_rate']:.1e}", t["rank"], t["batch_size"],
+                 f"{t['validation_accuracy']:.1%}" + (f" ± {t['validation_std']:.1%}"
+                                                      if t.get("validation_std") else ""),
+                 f"{t['accuracy']:.1%}"] for t in near]
+        shown.value = _table("sweep-explorer", ["learning rate", "rank", "batch",
+                                                "validation accuracy", "test accuracy"], rows)
+
+    for control in (slider, rank, batch):
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([slider, widgets.HBox([rank, batch]), shown])

@@ -24,17 +24,26 @@ from pathlib import Path
 from slmlab import REPO_ROOT, RUNS_DIR, saving
 from slmlab.course.runner import COURSE_JOBS, check_jobs, longest_first, run_pool, threads_per_job
 
-LABS = {"01_distillation": {},
+LABS = {"01_distillation": {"curve_gold_rows": [8, 16, 32, 64, 128, 240]},  # the whole curve
         "02_loralib_layer_swaps": {"train_choices": True},  # the projection comparison
         "03_peft_lora_sft": {},
         "04_qlora": {"show_cpu_pitfall": False},  # the pitfall run is not a comparison
-        "05_merge_int4_export": {}, "06_olive_pipeline": {}, "07_tuning_and_evaluation": {},
-        "08_peft_methods_compared": {}}
+        "05_merge_int4_export": {}, "06_olive_pipeline": {},
+        "07_tuning_and_evaluation": {"trials": 12},  # the stored sweep the lab reads
+        # each method at the best of three learning rates, chosen on validation
+        "08_peft_methods_compared": {"sweep_learning_rates": True}}
 # (lab, figure a, figure b): the course's claims "a is higher than b", checked per seed
 COMPARISONS = [
     ("01_distillation", "student (KD)_accuracy", "student (hard labels)_accuracy"),
     ("01_distillation", "student (KD)_accuracy", "student (gold only)_accuracy"),
     ("01_distillation", "student (KD)_accuracy", "teacher_accuracy"),
+    # the data-size curve: the teacher's rows added to few gold rows, then to all of them
+    ("01_distillation", "gold_curve/16/gold + teacher KD/accuracy",
+     "gold_curve/16/gold only/accuracy"),
+    ("01_distillation", "gold_curve/16/gold + teacher KD/accuracy",
+     "gold_curve/16/gold + teacher labels/accuracy"),
+    ("01_distillation", "gold_curve/240/gold + teacher KD/accuracy",
+     "gold_curve/240/gold only/accuracy"),
     ("03_peft_lora_sft", "rank_comparison/4/accuracy", "rank_comparison/64/accuracy"),
     ("03_peft_lora_sft", "accuracy_after", "chat_template_accuracy"),
     ("02_loralib_layer_swaps", "accuracy_after", "accuracy_before"),
@@ -56,6 +65,8 @@ COMPARISONS = [
      "olive_vs_hand/Olive CLI (finetune + capture)/accuracy"),
     ("06_olive_pipeline", "qlora_accuracy_onnx_int4", "qlora_accuracy_4bit_pytorch"),
     ("07_tuning_and_evaluation", "best/accuracy", "best_rerun_other_seed_accuracy"),
+    # what the search buys over lab 03's recipe (trial 0), on test
+    ("07_tuning_and_evaluation", "best/accuracy", "sweep/0/accuracy"),
     ("07_tuning_and_evaluation", "custom_loss/class-weighted loss/surprise_recall",
      "custom_loss/default loss/surprise_recall"),
     ("07_tuning_and_evaluation", "custom_loss/class-weighted loss/macro_f1",
