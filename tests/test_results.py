@@ -72,6 +72,17 @@ def test_a_series_is_read_by_size(results_file):
         results.series("06_olive_pipeline", "gold_curve/{size}/other/accuracy", data)
 
 
+def test_a_live_point_is_measured_against_the_stored_spread_with_a_margin():
+    spread = {"mean": 0.7, "std": 0.04, "min": 0.65, "max": 0.76}
+    assert results.outside_spread(0.70, spread) == 0.0
+    assert results.outside_spread(0.58, spread) == 0.0                   # within 2 std of min
+    assert results.outside_spread(0.50, spread) == pytest.approx(0.07)   # 0.57 - 0.50
+    assert results.outside_spread(0.90, spread) == pytest.approx(0.06)   # 0.90 - 0.84
+    flat = {"mean": 0.25, "std": 0.0, "min": 0.25, "max": 0.25}          # chance on every seed
+    assert results.outside_spread(0.27, flat) == 0.0 < results.outside_spread(0.31, flat)
+    assert results.outside_spread(0.8, {"mean": 0.8, "std": None}) == 0.0   # no range stored
+
+
 def test_the_shipped_file_has_what_the_readme_table_quotes():
     data = results.load()
     for lab, a, b, _ in results_page.HEADLINES:

@@ -10,7 +10,6 @@ layer, module, what it imports from the package.
 
     0  bottleneck
     0  environment
-    0  hyperparameter_search
     0  lexicon
     0  loralib_swap
     0  olive_offline
@@ -26,6 +25,7 @@ layer, module, what it imports from the package.
     1  corpus                 <- lexicon
     1  data                   <- lexicon
     1  exercises              <- saving
+    1  hyperparameter_search  <- results
     1  memory_plan            <- qlora
     1  presets                <- phi3_family
     1  task                   <- lexicon
@@ -40,9 +40,9 @@ layer, module, what it imports from the package.
     3  peak_memory            <- metrics
     3  playground             <- export, task
     3  pretrain               <- corpus, lexicon, metrics, zoo
-    4  peft_methods           <- bottleneck, data, metrics, peak_memory, presets, qlora, tools,
-                                 train_loop, zoo
-    4  widgets                <- distill, lexicon, playground, presets, qlora
+    4  peft_methods           <- bottleneck, data, metrics, peak_memory, presets, qlora, task,
+                                 tools, train_loop, zoo
+    4  widgets                <- distill, hyperparameter_search, lexicon, playground, presets, qlora
 """
 
 import logging

@@ -72,6 +72,15 @@ def series(lab: str, pattern: str, results: dict | None = None) -> dict[int, dic
     return dict(sorted(points.items()))
 
 
+def outside_spread(value: float, spread: dict, floor: float = 0.05) -> float:
+    """How far `value` lies outside a stored spread's range (min … max over the seeds),
+    widened by 2 std and at least `floor` for other CPUs' draws; 0.0 inside. A lab checks its
+    live point of a stored curve with it."""
+    margin = max(2 * (spread.get("std") or 0.0), floor)
+    low = spread["min"] if spread.get("min") is not None else spread["mean"]
+    high = spread["max"] if spread.get("max") is not None else spread["mean"]
+    return max(low - margin - value, value - high - margin, 0.0)
+
 def _seeds_text(seeds: list[int]) -> str:
     """"0–4" for a run of seeds, "0, 2, 5" otherwise."""
     seeds = sorted(seeds)

@@ -32,7 +32,7 @@ LABS = [
         "papermill parameters", (20, 30)),
     Lab("01_distillation", "Distillation",
         "a teacher labels and writes data, a much smaller student learns from it; hard labels "
-        "vs logit KD", (40, 60)),
+        "vs logit KD, and where distillation pays: few gold labels", (40, 60)),
     Lab("02_loralib_layer_swaps", "LoRA from the inside",
         "the LoRA forward by hand, `lora.Linear` / `lora.MergedLinear` / `lora.Embedding` "
         "swaps into Phi-3, saving only the adapter", (40, 60)),
@@ -49,11 +49,13 @@ LABS = [
         "the same path through one Olive config and the Olive CLI; several adapters on one "
         "ONNX base", (30, 45)),
     Lab("07_tuning_and_evaluation", "Tuning and evaluation",
-        "a random search with a baseline, F1 and confusion matrix, forgetting, early "
+        "a random search with a baseline over learning rates from too low to too high, an "
+        "explorer over the stored sweep, F1 and confusion matrix, forgetting, early "
         "stopping, a custom loss", (45, 60)),
     Lab("08_peft_methods_compared", "PEFT methods compared",
         "full fine-tuning vs LoRA vs QLoRA vs IA3 vs bottleneck adapters (by hand) vs prompt "
-        "and prefix tuning at one budget; the memory plan for Phi-3-mini and Phi-4-mini",
+        "and prefix tuning at one budget, each at its best learning rate; the memory plan "
+        "for Phi-3-mini and Phi-4-mini",
         (30, 45)),
 ]
 
