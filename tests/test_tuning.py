@@ -175,3 +175,12 @@ def test_the_sweep_explorer_follows_its_controls_without_training():
     assert "No stored trial" in shown.value
     rank.value, batch.value = 4, 16
     assert "95.0%" in shown.value and "2.0e-02" not in shown.value
+
+
+def test_the_stored_sweep_is_the_search_itself_with_the_baseline_first():
+    stored = search.stored_trials()   # from docs/results.json
+    assert {k: stored[0][k] for k in search.BASELINE} == search.BASELINE
+    for trial in stored[1:]:   # the configs drawn with search_seed 0, unrounded
+        drawn = search.sample_config(random.Random(trial["trial"]))
+        assert {k: trial[k] for k in drawn} == drawn
+    assert all(0 <= t["validation_accuracy"] <= 1 for t in stored)
