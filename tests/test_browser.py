@@ -83,7 +83,7 @@ def test_the_progress_page_an_instructor_collects(page, tmp_path):
 
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory):
-    """JupyterLab on 127.0.0.1 (a free port, a token) serving copies of labs 02 and 05 with
+    """JupyterLab on 127.0.0.1 (a free port, a token) serving copies of labs 02, 05 and 07 with
     `course.QUICK_PARAMETERS` injected, as papermill would: the widgets, not the training,
     are under test here."""
     import os
@@ -102,7 +102,7 @@ def jupyterlab(tmp_path_factory):
     from slmlab.course.runner import QUICK_PARAMETERS
 
     root = tmp_path_factory.mktemp("jupyterlab")
-    for stem in ("02_loralib_layer_swaps", "05_merge_int4_export"):
+    for stem in ("02_loralib_layer_swaps", "05_merge_int4_export", "07_tuning_and_evaluation"):
         notebook = load_notebook_node(str(REPO_ROOT / "labs" / f"{stem}.ipynb"))
         parameters = QUICK_PARAMETERS[stem] | {"output_dir": str(root / "runs" / stem)}
         nbformat.write(parameterize_notebook(notebook, parameters), root / f"{stem}.ipynb")
@@ -191,3 +191,28 @@ def test_lab_05_playground_in_jupyterlab_answers_a_typed_prompt(page, jupyterlab
     assert not page.get_by_text("Loading widget").count()
     figures.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "lab05_playground.png"))
+
+
+@pytest.mark.slow
+def test_lab_07_explorer_in_jupyterlab_shows_the_stored_trials_for_a_picked_rank(page,
+                                                                                 jupyterlab):
+    from slmlab import hyperparameter_search
+
+    run_all_cells(page, jupyterlab("07_tuning_and_evaluation"), "07_tuning_and_evaluation.ipynb")
+    table = page.locator("table.sweep-explorer")
+    table.wait_for(timeout=300_000)  # the search above it runs first
+    stored = hyperparameter_search.stored_trials()   # what the explorer reads, nothing retrained
+    rank = page.locator(".widget-dropdown", has_text="rank").locator("select")
+    rank.select_option(label="16")
+    nearest = hyperparameter_search.nearest_trials(stored, 3e-3, rank=16)
+    expected = f"{nearest[0]['learning_rate']:.1e}"
+    page.wait_for_function("e => document.querySelector('table.sweep-explorer tr:nth-child(2) "
+                           "td')?.textContent === e", arg=expected, timeout=30_000)
+    shown = table.locator("tr").nth(1).locator("td")
+    # text_content: JupyterLab may hide an output scrolled out of view (its innerText is "")
+    assert shown.nth(1).text_content() == "16"
+    assert shown.nth(3).text_content().startswith(f"{nearest[0]['validation_accuracy']:.1%}")
+    assert table.locator("tr").count() == 1 + len(nearest)
+    table.scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "lab07_sweep_explorer.png"))
