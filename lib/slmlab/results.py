@@ -11,6 +11,7 @@ same unit, shown as points (100×).
 """
 
 import json
+import re
 from pathlib import Path
 
 from slmlab import REPO_ROOT
@@ -61,11 +62,10 @@ def series(lab: str, pattern: str, results: dict | None = None) -> dict[int, dic
     figures whose path is `pattern` with a whole number for "{size}", e.g.
     "gold_curve/{size}/gold only/accuracy" or "learning_curves/Olive CLI/{size}"."""
     results = results or load()
-    head, tail = pattern.split("{size}")
-    points = {int(path[len(head):len(path) - len(tail)]): spread
+    matcher = re.compile(re.escape(pattern).replace(re.escape("{size}"), r"(\d+)"))
+    points = {int(match.group(1)): spread
               for path, spread in results["figures"].get(lab, {}).items()
-              if path.startswith(head) and path.endswith(tail)
-              and path[len(head):len(path) - len(tail)].isdigit()}
+              if (match := matcher.fullmatch(path))}
     if not points:
         raise KeyError(f"no figures {pattern} for {lab} in the results file; measure them "
                        "with `make variance`, then `make results`")
@@ -80,6 +80,7 @@ def outside_spread(value: float, spread: dict, floor: float = 0.05) -> float:
     low = spread["min"] if spread.get("min") is not None else spread["mean"]
     high = spread["max"] if spread.get("max") is not None else spread["mean"]
     return max(low - margin - value, value - high - margin, 0.0)
+
 
 def _seeds_text(seeds: list[int]) -> str:
     """"0–4" for a run of seeds, "0, 2, 5" otherwise."""

@@ -174,8 +174,6 @@ def _end_with(caller: int) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's: not the caller, which has ended
+    except (ProcessLookupError, PermissionError):  # gone, or the pid is someone else's now
         return False
     return True

@@ -214,12 +214,12 @@ def sweep_explorer(trials: list[dict], learning_rate: float = 3e-3) -> widgets.V
                                     min=math.log10(min(rates)), max=math.log10(max(rates)),
                                     step=0.05, description="learning rate",
                                     readout_format=".1e")
-    rank = widgets.Dropdown(options=[("any", None)] + [(str(r), r) for r in
-                                                       sorted({t["rank"] for t in trials})],
-                            description="rank")
-    batch = widgets.Dropdown(options=[("any", None)] + [(str(b), b) for b in
-                                                        sorted({t["batch_size"] for t in trials})],
-                             description="batch")
+    def picker(key: str, description: str) -> widgets.Dropdown:   # "any", then each value
+        values = sorted({t[key] for t in trials})
+        return widgets.Dropdown(options=[("any", None)] + [(str(v), v) for v in values],
+                                description=description)
+
+    rank, batch = picker("rank", "rank"), picker("batch_size", "batch")
     shown = widgets.HTML()
 
     def update(_change=None) -> None:
