@@ -72,6 +72,20 @@ def series(lab: str, pattern: str, results: dict | None = None) -> dict[int, dic
     return dict(sorted(points.items()))
 
 
+def draw_spread(axis, spreads: dict[int, dict], color: str, label: str | None = None,
+                mean_line: bool = True) -> None:
+    """Draw a `series` on a matplotlib `axis`: a band of mean ± std over the seeds, and the
+    mean as a line (`mean_line`, labelled `label`)."""
+    sizes = list(spreads)
+    means = [spreads[n]["mean"] for n in sizes]
+    stds = [spreads[n]["std"] or 0.0 for n in sizes]
+    if mean_line:
+        axis.plot(sizes, means, marker="o", color=color, label=label)
+    axis.fill_between(sizes, [m - s for m, s in zip(means, stds, strict=True)],
+                      [m + s for m, s in zip(means, stds, strict=True)], color=color,
+                      alpha=0.15)
+
+
 def outside_spread(value: float, spread: dict, floor: float = 0.05) -> float:
     """How far `value` lies outside a stored spread's range (min … max over the seeds),
     widened by 2 std and at least `floor` for other CPUs' draws; 0.0 inside. A lab checks its
