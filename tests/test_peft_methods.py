@@ -78,8 +78,13 @@ def test_a_method_is_measured_in_its_own_process(tone_rows):
     before = workers()
     row = peft_methods.run_method("lora", "tiny-phi3-student", base, tone_rows["train"][:32],
                                   tone_rows["test"][:8], steps=2, rank=2, batch_size=4,
-                                  learning_rate=1e-3, validation_rows=tone_rows["validation"][:4])
+                                  learning_rate=1e-3, validation_rows=tone_rows["validation"][:4],
+                                  curve_steps=[1, 2])
     assert row["learning_rate"] == 1e-3 and 0 <= row["validation_accuracy"] <= 1
+    # the curve is scored along the same run: its last point is the finished model's row
+    assert [point["step"] for point in row["curve"]] == [1, 2]
+    assert row["curve"][-1]["accuracy"] == row["accuracy"]
+    assert row["curve"][-1]["validation_accuracy"] == row["validation_accuracy"]
     assert sum(count for _, count in row["top_answers"]) <= 8 and row["top_answers"]
     assert row["trainable_params"] > 0 and 0 < row["trainable_percent"] < 100
     assert row["peak_memory_mb"] > 0 and 0 <= row["accuracy"] <= 1

@@ -201,3 +201,22 @@ def test_a_bench_run_one_lab_at_a_time_feeds_the_course_map():
     (run,) = data["timings"]
     assert run["command"] == "make bench JOBS=1" and run["conditions"]["threads_per_lab"] == 2
     assert course_map.compute_text("07", data) == "2–3 min"   # 2.5 min
+
+
+def test_a_series_is_drawn_as_its_mean_and_a_band_of_one_std():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spreads = {100: {"mean": 0.5, "std": 0.1}, 400: {"mean": 0.8, "std": None}}
+    fig, axis = plt.subplots()
+    results.draw_spread(axis, spreads, "tab:blue", label="IA3")
+    (line,) = axis.get_lines()
+    assert list(line.get_xdata()) == [100, 400] and list(line.get_ydata()) == [0.5, 0.8]
+    assert line.get_label() == "IA3"
+    band = axis.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(0.4) and band[:, 1].max() == pytest.approx(0.8)
+    results.draw_spread(axis, spreads, "tab:red", mean_line=False)
+    assert len(axis.get_lines()) == 1 and len(axis.collections) == 2
+    plt.close(fig)

@@ -28,7 +28,8 @@ LABS = {"01_distillation": {"curve_gold_rows": [8, 16, 32, 64, 128, 240]},  # th
         "02_loralib_layer_swaps": {"train_choices": True},  # the projection comparison
         "03_peft_lora_sft": {},
         "04_qlora": {"show_cpu_pitfall": False},  # the pitfall run is not a comparison
-        "05_merge_int4_export": {}, "06_olive_pipeline": {},
+        "05_merge_int4_export": {},
+        "06_olive_pipeline": {"cli_long_steps": 3000},  # the CLI's whole-text loss, run longer
         "07_tuning_and_evaluation": {"trials": 12},  # the stored sweep the lab reads
         # each method at the best of three learning rates, chosen on validation; IA3 and
         # the soft prompts also trained for 1,000 steps, scored along the way
@@ -66,6 +67,8 @@ COMPARISONS = [
     ("06_olive_pipeline", "olive_vs_hand/hand-made (PEFT, builder 0.18)/accuracy",
      "olive_vs_hand/Olive CLI (finetune + capture)/accuracy"),
     ("06_olive_pipeline", "qlora_accuracy_onnx_int4", "qlora_accuracy_4bit_pytorch"),
+    # the CLI's whole-text loss, given 20x the steps
+    ("06_olive_pipeline", "cli_long_curve/3000", "cli_long_curve/150"),
     ("07_tuning_and_evaluation", "best/accuracy", "best_rerun_other_seed_accuracy"),
     # what the search buys over lab 03's recipe (trial 0), on test
     ("07_tuning_and_evaluation", "best/accuracy", "sweep/0/accuracy"),
@@ -79,6 +82,12 @@ COMPARISONS = [
     ("08_peft_methods_compared", "methods/LoRA r 4/accuracy", "methods/IA3/accuracy"),
     ("08_peft_methods_compared", "methods/LoRA r 4/accuracy",
      "methods/bottleneck adapters/accuracy"),
+    # the steps curve: what more steps buy a method at its own rate
+    ("08_peft_methods_compared", "steps_curve/IA3/1000/accuracy", "steps_curve/IA3/100/accuracy"),
+    ("08_peft_methods_compared", "steps_curve/prefix tuning/1000/accuracy",
+     "steps_curve/prefix tuning/100/accuracy"),
+    ("08_peft_methods_compared", "steps_curve/prompt tuning/1000/accuracy",
+     "steps_curve/prompt tuning/100/accuracy"),
 ]
 
 
