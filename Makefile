@@ -65,7 +65,7 @@ lab: setup
 labs: $(STAMP)
 	@$(BIN)/python -m slmlab.course.labgen
 
-# The headline comparisons over seeds -> runs/variance.json (a benchmark, ~14 min per seed;
+# The headline comparisons over seeds -> runs/variance.json (a benchmark, ~30 min per seed;
 # LABS="02 08" runs only those labs, SEEDS="0 1" other seeds; JOBS=1 one lab at a time with
 # every core's thread, as a learner's kernel runs it -> runs/variance_<N>threads.json).
 variance: setup

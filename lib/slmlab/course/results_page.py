@@ -41,7 +41,7 @@ HEADLINES = [
      "custom_loss/default loss/surprise_recall",
      "rare-class recall, class-weighted − default loss (points)"),
     ("08_peft_methods_compared", "methods/LoRA r 4/accuracy", "methods/IA3/accuracy",
-     "LoRA r 4 − IA3 at one budget (points)"),
+     "LoRA r 4 − IA3, 100 steps, each at its best rate (points)"),
 ]
 
 

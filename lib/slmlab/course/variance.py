@@ -7,7 +7,7 @@ deviation, min, max and the values per seed. For each comparison the course stat
 hard labels, QLoRA vs fp32 LoRA, ...) it writes the paired per-seed difference and whether
 its sign held on every seed. `--labs 02 08` runs only those labs; the summary is always
 built from every lab's runs under `runs/variance/seed_*`, so a partial run adds to the
-earlier ones. A benchmark, not a test: all labs take about 14 minutes per seed on 2 cores.
+earlier ones. A benchmark, not a test: all labs take about 30 minutes per seed on 2 cores.
 `--jobs 1` runs one lab at a time with every core's thread, as a learner's kernel does:
 the thread count changes the float sums and so each training run, a draw of its own (a
 lab can meet its targets with one thread and miss one with two); those runs and their
